@@ -1,0 +1,26 @@
+# gowsgi developer targets. See scripts/setup.sh and scripts/test.sh.
+
+# scripts/setup.sh accepts a Go at /usr/local/go/bin that is not on PATH;
+# make it reachable for the recipes below.
+export PATH := $(PATH):/usr/local/go/bin
+
+BIND ?= 127.0.0.1:8000
+APP ?= examples/hello.py
+# Extra go test flags for `make test`, e.g. ARGS="-run TestX -short".
+ARGS ?=
+
+.PHONY: setup test serve vet
+
+setup:
+	scripts/setup.sh
+
+test:
+	scripts/test.sh $(ARGS)
+
+serve:
+	scripts/setup.sh
+	go run ./cmd/gowsgi --bind $(BIND) $(APP)
+
+vet:
+	scripts/setup.sh
+	go vet ./...

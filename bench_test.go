@@ -1,0 +1,110 @@
+package wsgi_test
+
+import (
+	"bytes"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"runtime"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/gowsgi/wsgi"
+)
+
+// discardWriter is a ResponseWriter that keeps nothing: the benchmarks
+// measure the gateway, not a recorder's buffer.
+type discardWriter struct{ h http.Header }
+
+func (w *discardWriter) Header() http.Header         { return w.h }
+func (w *discardWriter) Write(p []byte) (int, error) { return len(p), nil }
+func (w *discardWriter) WriteHeader(int)             {}
+func (w *discardWriter) Flush()                      {}
+
+func benchHandler(b *testing.B, spec string) *wsgi.Handler {
+	h, err := wsgi.NewHandler(wsgi.WithApp(spec), wsgi.WithLogger(slog.New(slog.DiscardHandler)))
+	require.NoError(b, err)
+	b.Cleanup(func() { h.Close() })
+	return h
+}
+
+// reportCgo adds the cgo calls per request to the benchmark's figures.
+func reportCgo(b *testing.B, before int64) {
+	b.ReportMetric(float64(runtime.NumCgoCall()-before)/float64(b.N), "cgo-calls/op")
+}
+
+// BenchmarkHello is one hello-world request, a list response, through the
+// handler: Python's share of a request's cost. Budget: one cgo call.
+func BenchmarkHello(b *testing.B) {
+	h := benchHandler(b, testdata(b, "hello.py"))
+	req := httptest.NewRequest("GET", "/", nil)
+	w := &discardWriter{h: http.Header{}}
+	b.ReportAllocs()
+	before := runtime.NumCgoCall()
+	for b.Loop() {
+		clear(w.h)
+		h.ServeHTTP(w, req)
+	}
+	reportCgo(b, before)
+}
+
+func BenchmarkHelloParallel(b *testing.B) {
+	h := benchHandler(b, testdata(b, "hello.py"))
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		req := httptest.NewRequest("GET", "/", nil)
+		w := &discardWriter{h: http.Header{}}
+		for pb.Next() {
+			clear(w.h)
+			h.ServeHTTP(w, req)
+		}
+	})
+}
+
+// BenchmarkStream is a generator of 100 chunks of 1 KiB.
+func BenchmarkStream(b *testing.B) {
+	h := benchHandler(b, appSpec(b, "application"))
+	req := httptest.NewRequest("GET", "/stream?n=100&size=1024", nil)
+	w := &discardWriter{h: http.Header{}}
+	b.ReportAllocs()
+	b.SetBytes(100 << 10)
+	before := runtime.NumCgoCall()
+	for b.Loop() {
+		clear(w.h)
+		h.ServeHTTP(w, req)
+	}
+	reportCgo(b, before)
+}
+
+// BenchmarkEcho64K posts 64 KiB that the app reads and sends back.
+func BenchmarkEcho64K(b *testing.B) {
+	h := benchHandler(b, appSpec(b, "application"))
+	body := bytes.Repeat([]byte("e"), 64<<10)
+	w := &discardWriter{h: http.Header{}}
+	b.ReportAllocs()
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		req := httptest.NewRequest("POST", "/echo", bytes.NewReader(body))
+		clear(w.h)
+		h.ServeHTTP(w, req)
+	}
+}
+
+// BenchmarkHelloHTTP is the hello request over loopback HTTP, for scale.
+func BenchmarkHelloHTTP(b *testing.B) {
+	h := benchHandler(b, testdata(b, "hello.py"))
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	client := srv.Client()
+	b.ReportAllocs()
+	for b.Loop() {
+		resp, err := client.Get(srv.URL)
+		if err != nil {
+			b.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+}

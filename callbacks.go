@@ -1,0 +1,102 @@
+package wsgi
+
+// The Go functions C calls back, all in this file: a Go file with //export
+// may not define C in its preamble (cmd/cgo), so it only includes the
+// header. C calls each with the GIL released. None may let a panic unwind
+// through Python's C frames: each recovers, records the panic on the slot
+// and returns an error, which C raises in Python; the request goroutine
+// re-panics once its cgo call has returned.
+
+/*
+#include "cpython.h"
+*/
+import "C"
+
+import (
+	"errors"
+	"fmt"
+	"io"
+)
+
+// go_input_read fills buf with up to n bytes of the request body. Returns
+// the count, 0 at the end of the body, or -1 with a message in msg.
+//
+//export go_input_read
+func go_input_read(handle C.uintptr_t, idx C.int, buf *C.char, n C.size_t, msg *C.char, msgcap C.size_t) (got C.longlong) {
+	s := &handlerOf(handle).slots[idx]
+	defer s.recoverInto(&got, msg, msgcap)
+	p := cbytes(buf, n)
+	for {
+		k, err := s.r.Body.Read(p)
+		if k > 0 {
+			return C.longlong(k)
+		}
+		if errors.Is(err, io.EOF) {
+			return 0
+		}
+		if err != nil {
+			putMsg(msg, msgcap, err.Error())
+			return -1
+		}
+	}
+}
+
+// go_write sends data for write(). hdr, when not NULL, holds the status and
+// headers to send first, encoded as for gowsgi_result. Returns 0, or -1
+// with a message in msg when the client cannot be written to.
+//
+//export go_write
+func go_write(handle C.uintptr_t, idx C.int, hdr *C.char, hdrlen, statuslen C.size_t, status C.int,
+	data *C.char, n C.size_t, msg *C.char, msgcap C.size_t) (rc C.int) {
+	s := &handlerOf(handle).slots[idx]
+	var got C.longlong
+	defer func() {
+		if got < 0 {
+			rc = -1
+		}
+	}()
+	defer s.recoverInto(&got, msg, msgcap)
+	if hdr != nil {
+		s.parseHeaders(cbytes(hdr, hdrlen), int(statuslen), int(status))
+		if err := s.sendHeaders(-1); err != nil {
+			putMsg(msg, msgcap, err.Error())
+			return -1
+		}
+	}
+	s.write(cbytes(data, n))
+	s.flush()
+	if s.werr != nil {
+		putMsg(msg, msgcap, "the client went away: "+s.werr.Error())
+		return -1
+	}
+	return 0
+}
+
+// go_log logs one line the app wrote to wsgi.errors.
+//
+//export go_log
+func go_log(handle C.uintptr_t, p *C.char, n C.size_t) {
+	h := handlerOf(handle)
+	defer func() { recover() }() // a failing log handler must not take Python down
+	h.log.Error("wsgi.errors", "line", string(cbytes(p, n)))
+}
+
+// recoverInto turns a panic into a -1 result for C, keeping the panic for
+// the request goroutine to re-raise.
+func (s *slot) recoverInto(rc *C.longlong, msg *C.char, msgcap C.size_t) {
+	if p := recover(); p != nil {
+		s.panic = p
+		putMsg(msg, msgcap, fmt.Sprint("panic in the Go request path: ", p))
+		*rc = -1
+	}
+}
+
+// putMsg copies s into C's message buffer, NUL-terminated and cut to fit.
+func putMsg(msg *C.char, msgcap C.size_t, s string) {
+	b := cbytes(msg, msgcap)
+	if len(b) == 0 {
+		return
+	}
+	n := copy(b[:len(b)-1], s)
+	b[n] = 0
+}

@@ -1,0 +1,1352 @@
+/*
+ * The C side of gowsgi.  See cpython.h for the API and its crossing budget.
+ *
+ * Conventions: every function that holds references releases them at one
+ * "failure:" label; a comment on each function says what it borrows and what
+ * it returns.  Only code in this file touches PyObject pointers.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cpython.h"
+#include "_cgo_export.h"
+
+/* ---------------------------------------------------------------- keys */
+
+/* Environ keys Go refers to by index (see environ.go), interned once per
+ * interpreter so the common keys cost no allocation and keep their hash. */
+static const char *const gowsgi_keys[] = {
+	"REQUEST_METHOD", "SCRIPT_NAME", "PATH_INFO", "QUERY_STRING",
+	"CONTENT_TYPE", "CONTENT_LENGTH", "SERVER_NAME", "SERVER_PORT",
+	"SERVER_PROTOCOL", "REMOTE_ADDR", "REMOTE_PORT", "REQUEST_URI",
+	"HTTP_HOST", "HTTP_USER_AGENT", "HTTP_ACCEPT", "HTTP_ACCEPT_ENCODING",
+	"HTTP_ACCEPT_LANGUAGE", "HTTP_CONNECTION", "HTTP_COOKIE", "HTTP_REFERER",
+	"HTTP_CACHE_CONTROL", "HTTP_ORIGIN", "HTTP_IF_NONE_MATCH",
+	"HTTP_IF_MODIFIED_SINCE", "HTTP_X_FORWARDED_FOR",
+	"HTTP_X_FORWARDED_PROTO", "HTTP_X_REQUESTED_WITH", "HTTP_UPGRADE",
+};
+#define NKEYS ((int)(sizeof gowsgi_keys / sizeof gowsgi_keys[0]))
+
+int gowsgi_nkeys(void) { return NKEYS; }
+const char *gowsgi_key(int i) { return gowsgi_keys[i]; }
+
+/* ---------------------------------------------------------- interpreter */
+
+struct gowsgi_interp {
+	int is_main;
+	int64_t id;
+	PyInterpreterState *interp;
+	PyThreadState *owner; /* sub-interpreters: the state Py_NewInterpreter made */
+	uintptr_t handler;
+
+	/* Owned references, valid while the interpreter lives. */
+	PyObject *app;
+	PyObject *environ_base;
+	PyObject *keys[NKEYS];
+	PyObject *key_input, *key_scheme, *scheme_https;
+	PyObject *format_exception;
+	PyObject *file_wrapper;
+	PyTypeObject *input_type;
+
+	/* Thread states created for this interpreter on request threads;
+	 * guarded by registry_mu. */
+	PyThreadState **tstates;
+	size_t ntstates, captstates;
+	gowsgi_interp *next;
+};
+
+static PyThreadState *main_ts;          /* the control thread's state */
+static PyInterpreterState *main_interp;
+static pthread_mutex_t registry_mu = PTHREAD_MUTEX_INITIALIZER;
+static gowsgi_interp *registry;          /* live interpreters */
+
+/* Per OS thread: a thread state of the main interpreter, created first and
+ * never deleted, so it is the one PyGILState_* binds to this thread; and a
+ * small cache of sub-interpreter thread states keyed by interpreter ID (IDs
+ * are never reused, so an entry of an ended interpreter never matches). */
+#define TS_CACHE 16
+static __thread PyThreadState *ts_anchor;
+static __thread struct {
+	int64_t id;
+	PyThreadState *ts;
+} ts_cache[TS_CACHE];
+
+static int interp_alive(int64_t id)
+{
+	int alive = 0;
+	pthread_mutex_lock(&registry_mu);
+	for (gowsgi_interp *p = registry; p; p = p->next)
+		if (p->id == id)
+			alive = 1;
+	pthread_mutex_unlock(&registry_mu);
+	return alive;
+}
+
+/* Returns this thread's state for gi (borrowed; kept in the cache), or a new
+ * temporary one with *temp set, which the caller deletes after use.  The GIL
+ * is not held. */
+static PyThreadState *ts_get(gowsgi_interp *gi, int *temp)
+{
+	*temp = 0;
+	if (ts_anchor == NULL)
+		ts_anchor = PyThreadState_New(main_interp);
+	if (gi->is_main)
+		return ts_anchor;
+	int free_slot = -1;
+	for (int i = 0; i < TS_CACHE; i++) {
+		if (ts_cache[i].ts == NULL) {
+			if (free_slot < 0)
+				free_slot = i;
+		} else if (ts_cache[i].id == gi->id) {
+			return ts_cache[i].ts;
+		}
+	}
+	if (free_slot < 0) {
+		for (int i = 0; i < TS_CACHE && free_slot < 0; i++)
+			if (!interp_alive(ts_cache[i].id))
+				free_slot = i;
+	}
+	PyThreadState *ts = PyThreadState_New(gi->interp);
+	if (free_slot < 0) {
+		/* More live interpreters than cache entries: rare enough to
+		 * pay for a thread state per call. */
+		*temp = 1;
+		return ts;
+	}
+	pthread_mutex_lock(&registry_mu);
+	if (gi->ntstates == gi->captstates) {
+		size_t cap = gi->captstates ? 2 * gi->captstates : 8;
+		PyThreadState **n = realloc(gi->tstates, cap * sizeof *n);
+		if (n == NULL) {
+			pthread_mutex_unlock(&registry_mu);
+			*temp = 1;
+			return ts;
+		}
+		gi->tstates = n;
+		gi->captstates = cap;
+	}
+	gi->tstates[gi->ntstates++] = ts;
+	pthread_mutex_unlock(&registry_mu);
+	ts_cache[free_slot].id = gi->id;
+	ts_cache[free_slot].ts = ts;
+	return ts;
+}
+
+/* Attaches a thread state of gi and takes its GIL. */
+static PyThreadState *gi_enter(gowsgi_interp *gi, int *temp)
+{
+	PyThreadState *ts = ts_get(gi, temp);
+	PyEval_RestoreThread(ts);
+	return ts;
+}
+
+/* Detaches and releases the GIL; deletes a temporary thread state. */
+static void gi_leave(PyThreadState *ts, int temp)
+{
+	if (temp) {
+		PyThreadState_Clear(ts);
+		PyThreadState_DeleteCurrent();
+		return;
+	}
+	PyEval_SaveThread();
+}
+
+/* ---------------------------------------------------------------- errors */
+
+void gowsgi_error_free(gowsgi_error *e)
+{
+	free(e->type);
+	free(e->message);
+	free(e->traceback);
+	e->type = e->message = e->traceback = NULL;
+}
+
+static char *str_dup(PyObject *o)
+{
+	const char *s = o ? PyUnicode_AsUTF8(o) : NULL;
+	if (s == NULL) {
+		PyErr_Clear();
+		s = "<unprintable>";
+	}
+	return strdup(s);
+}
+
+static PyObject *err_take(void)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+	return PyErr_GetRaisedException();
+#else
+	PyObject *type, *value, *tb;
+	PyErr_Fetch(&type, &value, &tb);
+	if (type == NULL)
+		return NULL;
+	PyErr_NormalizeException(&type, &value, &tb);
+	if (tb != NULL && value != NULL)
+		PyException_SetTraceback(value, tb);
+	Py_XDECREF(type);
+	Py_XDECREF(tb);
+	return value;
+#endif
+}
+
+/* Moves the raised exception into *err (type, message, traceback); the
+ * Python error indicator is cleared.  format is the interpreter's
+ * traceback formatter, or NULL. */
+static void err_fill(PyObject *format, gowsgi_error *err)
+{
+	PyObject *exc = err_take();
+	gowsgi_error_free(err);
+	if (exc == NULL) {
+		err->type = strdup("SystemError");
+		err->message = strdup("error without an exception set");
+		err->traceback = strdup("");
+		return;
+	}
+	PyObject *tname = PyObject_GetAttrString((PyObject *)Py_TYPE(exc), "__qualname__");
+	PyObject *msg = PyObject_Str(exc);
+	PyObject *tb = format ? PyObject_CallOneArg(format, exc) : NULL;
+	err->type = str_dup(tname);
+	err->message = str_dup(msg);
+	err->traceback = str_dup(tb);
+	Py_XDECREF(tname);
+	Py_XDECREF(msg);
+	Py_XDECREF(tb);
+	Py_DECREF(exc);
+	PyErr_Clear();
+}
+
+static void err_set(gowsgi_error *err, const char *type, const char *msg)
+{
+	gowsgi_error_free(err);
+	err->type = strdup(type);
+	err->message = strdup(msg);
+	err->traceback = strdup("");
+}
+
+/* --------------------------------------------------------------- runtime */
+
+static int status_fail(PyStatus st, gowsgi_error *err)
+{
+	err_set(err, "PyStatus", st.err_msg ? st.err_msg : "Python failed to start");
+	return -1;
+}
+
+int gowsgi_runtime_init(const gowsgi_settings *s, gowsgi_error *err)
+{
+	PyConfig config;
+	PyStatus st;
+
+	PyConfig_InitIsolatedConfig(&config);
+	/* Go owns signals; CPython would otherwise set SIGPIPE to ignored and
+	 * install a SIGINT handler. */
+	config.install_signal_handlers = 0;
+	config.optimization_level = s->optimize;
+	config.parse_argv = 0;
+	if (s->executable && *s->executable) {
+		st = PyConfig_SetBytesString(&config, &config.executable, s->executable);
+		if (PyStatus_Exception(st))
+			goto failure;
+		st = PyConfig_SetBytesString(&config, &config.program_name, s->executable);
+		if (PyStatus_Exception(st))
+			goto failure;
+	}
+	if (s->home && *s->home) {
+		st = PyConfig_SetBytesString(&config, &config.home, s->home);
+		if (PyStatus_Exception(st))
+			goto failure;
+	}
+	st = Py_InitializeFromConfig(&config);
+	if (PyStatus_Exception(st))
+		goto failure;
+	PyConfig_Clear(&config);
+	main_interp = PyInterpreterState_Main();
+	main_ts = PyEval_SaveThread();
+	return 0;
+
+failure:
+	PyConfig_Clear(&config);
+	return status_fail(st, err);
+}
+
+void gowsgi_runtime_version(char *buf, size_t n)
+{
+	snprintf(buf, n, "%s", Py_GetVersion());
+}
+
+/* ------------------------------------------------------------ the request */
+
+struct gowsgi_req {
+	PyObject_HEAD
+	gowsgi_interp *gi;
+	uintptr_t handler; /* 0 once the request ended */
+	int slot;
+	int headers_sent;
+	int headers_reported;
+	int status_code;
+	PyObject *status;  /* str, set by start_response */
+	PyObject *headers; /* list, set by start_response */
+	PyObject *result;  /* the app's return value */
+	PyObject *iter;    /* iter(result) */
+	PyObject *chunk;   /* the chunk handed to Go, kept until the next call */
+	PyObject *file;    /* the file-like behind a GOWSGI_FILE result */
+	PyThreadState *ts;
+	int ts_temp;
+
+	/* wsgi.input buffer (PyMem_Raw memory) */
+	char *ibuf;
+	size_t ipos, ilen, icap;
+	int ieof;
+};
+
+static int req_alive(gowsgi_req *rq)
+{
+	if (rq->handler == 0) {
+		PyErr_SetString(PyExc_ValueError,
+				"the request has ended: wsgi.input, start_response "
+				"and write cannot be used after the response");
+		return 0;
+	}
+	return 1;
+}
+
+/* Refills the input buffer.  Returns bytes added, 0 at end, -1 with an
+ * exception set.  Calls Go with the GIL released. */
+static Py_ssize_t input_read_raw(gowsgi_req *rq, char *dst, size_t n)
+{
+	long long got;
+	char msg[256];
+	msg[0] = 0;
+	if (rq->ieof || n == 0)
+		return 0;
+	Py_BEGIN_ALLOW_THREADS
+	got = go_input_read(rq->handler, rq->slot, dst, n, msg, sizeof msg);
+	Py_END_ALLOW_THREADS
+	if (got < 0) {
+		PyErr_Format(PyExc_OSError, "reading the request body: %s",
+			     msg[0] ? msg : "failed");
+		return -1;
+	}
+	if (got == 0)
+		rq->ieof = 1;
+	return (Py_ssize_t)got;
+}
+
+#define IBUF_SIZE 65536
+
+static Py_ssize_t input_fill(gowsgi_req *rq)
+{
+	if (rq->ibuf == NULL) {
+		rq->ibuf = PyMem_RawMalloc(IBUF_SIZE);
+		if (rq->ibuf == NULL) {
+			PyErr_NoMemory();
+			return -1;
+		}
+		rq->icap = IBUF_SIZE;
+	}
+	if (rq->ipos == rq->ilen)
+		rq->ipos = rq->ilen = 0;
+	Py_ssize_t got = input_read_raw(rq, rq->ibuf + rq->ilen, rq->icap - rq->ilen);
+	if (got > 0)
+		rq->ilen += (size_t)got;
+	return got;
+}
+
+static int parse_size(PyObject *const *args, Py_ssize_t nargs, Py_ssize_t *size)
+{
+	*size = -1;
+	if (nargs > 1) {
+		PyErr_SetString(PyExc_TypeError, "expected at most one argument");
+		return -1;
+	}
+	if (nargs == 1 && args[0] != Py_None) {
+		*size = PyNumber_AsSsize_t(args[0], PyExc_OverflowError);
+		if (*size == -1 && PyErr_Occurred())
+			return -1;
+	}
+	return 0;
+}
+
+/* read(size=-1): returns a new bytes object. */
+static PyObject *input_read(gowsgi_req *rq, PyObject *const *args, Py_ssize_t nargs)
+{
+	Py_ssize_t size;
+	if (!req_alive(rq) || parse_size(args, nargs, &size) < 0)
+		return NULL;
+	size_t buffered = rq->ilen - rq->ipos;
+	if (size >= 0 && (size_t)size <= buffered) {
+		PyObject *b = PyBytes_FromStringAndSize(rq->ibuf + rq->ipos, size);
+		if (b)
+			rq->ipos += size;
+		return b;
+	}
+	/* Grow the result as data arrives rather than trusting size: a client
+	 * announcing a huge Content-Length must not make us allocate it. */
+	Py_ssize_t cap = (Py_ssize_t)buffered + IBUF_SIZE;
+	if (size >= 0 && size < cap)
+		cap = size;
+	PyObject *out = PyBytes_FromStringAndSize(NULL, cap);
+	if (out == NULL)
+		return NULL;
+	Py_ssize_t n = (Py_ssize_t)buffered;
+	if (buffered)
+		memcpy(PyBytes_AS_STRING(out), rq->ibuf + rq->ipos, buffered);
+	rq->ipos = rq->ilen = 0;
+	for (;;) {
+		if (n == cap) {
+			if (n == size)
+				break;
+			cap = cap > PY_SSIZE_T_MAX / 2 ? PY_SSIZE_T_MAX : cap * 2;
+			if (size >= 0 && cap > size)
+				cap = size;
+			if (_PyBytes_Resize(&out, cap) < 0)
+				return NULL;
+		}
+		/* Reads go straight into the result: nobody else can see it
+		 * yet, so filling it without the GIL is safe. */
+		Py_ssize_t got = input_read_raw(rq, PyBytes_AS_STRING(out) + n, cap - n);
+		if (got < 0) {
+			Py_DECREF(out);
+			return NULL;
+		}
+		if (got == 0)
+			break;
+		n += got;
+	}
+	if (n != cap && _PyBytes_Resize(&out, n) < 0)
+		return NULL;
+	return out;
+}
+
+/* readline(size=-1): returns a new bytes object ending at "\n", at size
+ * bytes, or at the end of the body. */
+static PyObject *input_readline_n(gowsgi_req *rq, Py_ssize_t size)
+{
+	PyObject *out = NULL;
+	Py_ssize_t outlen = 0;
+	for (;;) {
+		if (rq->ipos == rq->ilen) {
+			Py_ssize_t got = input_fill(rq);
+			if (got < 0)
+				goto failure;
+			if (got == 0)
+				break;
+		}
+		size_t avail = rq->ilen - rq->ipos;
+		if (size >= 0 && (size_t)(size - outlen) < avail)
+			avail = (size_t)(size - outlen);
+		char *start = rq->ibuf + rq->ipos;
+		char *nl = memchr(start, '\n', avail);
+		size_t take = nl ? (size_t)(nl - start) + 1 : avail;
+		if (out == NULL) {
+			out = PyBytes_FromStringAndSize(start, take);
+			if (out == NULL)
+				goto failure;
+		} else {
+			if (_PyBytes_Resize(&out, outlen + take) < 0)
+				goto failure;
+			memcpy(PyBytes_AS_STRING(out) + outlen, start, take);
+		}
+		outlen += take;
+		rq->ipos += take;
+		if (nl || (size >= 0 && outlen >= size))
+			break;
+	}
+	if (out == NULL)
+		out = PyBytes_FromStringAndSize(NULL, 0);
+	return out;
+
+failure:
+	Py_XDECREF(out);
+	return NULL;
+}
+
+static PyObject *input_readline(gowsgi_req *rq, PyObject *const *args, Py_ssize_t nargs)
+{
+	Py_ssize_t size;
+	if (!req_alive(rq) || parse_size(args, nargs, &size) < 0)
+		return NULL;
+	return input_readline_n(rq, size);
+}
+
+/* readlines(hint=-1): returns a new list of lines. */
+static PyObject *input_readlines(gowsgi_req *rq, PyObject *const *args, Py_ssize_t nargs)
+{
+	Py_ssize_t hint;
+	if (!req_alive(rq) || parse_size(args, nargs, &hint) < 0)
+		return NULL;
+	PyObject *lines = PyList_New(0);
+	Py_ssize_t total = 0;
+	if (lines == NULL)
+		return NULL;
+	for (;;) {
+		PyObject *line = input_readline_n(rq, -1);
+		if (line == NULL)
+			goto failure;
+		Py_ssize_t n = PyBytes_GET_SIZE(line);
+		if (n == 0) {
+			Py_DECREF(line);
+			break;
+		}
+		int rc = PyList_Append(lines, line);
+		Py_DECREF(line);
+		if (rc < 0)
+			goto failure;
+		total += n;
+		if (hint > 0 && total >= hint)
+			break;
+	}
+	return lines;
+
+failure:
+	Py_DECREF(lines);
+	return NULL;
+}
+
+static PyObject *input_iternext(gowsgi_req *rq)
+{
+	if (!req_alive(rq))
+		return NULL;
+	PyObject *line = input_readline_n(rq, -1);
+	if (line != NULL && PyBytes_GET_SIZE(line) == 0) {
+		Py_DECREF(line);
+		return NULL; /* StopIteration */
+	}
+	return line;
+}
+
+/* ------------------------------------------- start_response and write */
+
+static int is_tchar(unsigned char c)
+{
+	if (c >= '0' && c <= '9')
+		return 1;
+	if ((c | 0x20) >= 'a' && (c | 0x20) <= 'z')
+		return 1;
+	return c && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+}
+
+/* Checks a field value or reason phrase: HTAB, SP, VCHAR and obs-text only
+ * (RFC 9110 5.5), so no CR, LF or NUL can ever reach the wire. */
+static int check_text(PyObject *s, const char *what)
+{
+	if (!PyUnicode_Check(s)) {
+		PyErr_Format(PyExc_TypeError, "%s must be str, not %.100s", what,
+			     Py_TYPE(s)->tp_name);
+		return -1;
+	}
+	if (PyUnicode_KIND(s) != PyUnicode_1BYTE_KIND) {
+		PyErr_Format(PyExc_ValueError,
+			     "%s %R has characters outside Latin-1 (PEP 3333 "
+			     "needs native strings that encode as Latin-1)", what, s);
+		return -1;
+	}
+	const unsigned char *p = PyUnicode_1BYTE_DATA(s);
+	Py_ssize_t n = PyUnicode_GET_LENGTH(s);
+	for (Py_ssize_t i = 0; i < n; i++) {
+		if ((p[i] < 0x20 && p[i] != '\t') || p[i] == 0x7f) {
+			PyErr_Format(PyExc_ValueError,
+				     "%s %R contains a control character "
+				     "(CR, LF and NUL are never sent)", what, s);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static const char *const hop_by_hop[] = {
+	"connection", "keep-alive", "proxy-authenticate", "proxy-authorization",
+	"te", "trailer", "trailers", "transfer-encoding", "upgrade", NULL,
+};
+
+static int check_header_name(PyObject *name)
+{
+	if (!PyUnicode_Check(name)) {
+		PyErr_Format(PyExc_TypeError, "header name must be str, not %.100s",
+			     Py_TYPE(name)->tp_name);
+		return -1;
+	}
+	Py_ssize_t n = PyUnicode_GET_LENGTH(name);
+	if (n == 0 || n > 0xffff || PyUnicode_KIND(name) != PyUnicode_1BYTE_KIND)
+		goto bad;
+	const unsigned char *p = PyUnicode_1BYTE_DATA(name);
+	for (Py_ssize_t i = 0; i < n; i++)
+		if (!is_tchar(p[i]))
+			goto bad;
+	for (int i = 0; hop_by_hop[i]; i++) {
+		if ((size_t)n == strlen(hop_by_hop[i]) &&
+		    strncasecmp((const char *)p, hop_by_hop[i], n) == 0) {
+			PyErr_Format(PyExc_ValueError,
+				     "header %R is hop-by-hop: PEP 3333 leaves it "
+				     "to the server", name);
+			return -1;
+		}
+	}
+	return 0;
+bad:
+	PyErr_Format(PyExc_ValueError, "header name %R is not an HTTP token", name);
+	return -1;
+}
+
+/* Validates status and headers; returns the status code or -1. */
+static int check_response(PyObject *status, PyObject *headers)
+{
+	if (check_text(status, "status") < 0)
+		return -1;
+	const unsigned char *s = PyUnicode_1BYTE_DATA(status);
+	Py_ssize_t n = PyUnicode_GET_LENGTH(status);
+	if (n < 4 || s[3] != ' ' || s[0] < '2' || s[0] > '9' ||
+	    s[1] < '0' || s[1] > '9' || s[2] < '0' || s[2] > '9') {
+		PyErr_Format(PyExc_ValueError,
+			     "status %R is not \"NNN reason\" with a final "
+			     "status code (200-999)", status);
+		return -1;
+	}
+	if (!PyList_Check(headers)) {
+		PyErr_Format(PyExc_TypeError,
+			     "response_headers must be a list (PEP 3333), not %.100s",
+			     Py_TYPE(headers)->tp_name);
+		return -1;
+	}
+	for (Py_ssize_t i = 0; i < PyList_GET_SIZE(headers); i++) {
+		PyObject *h = PyList_GET_ITEM(headers, i);
+		if (!PyTuple_Check(h) || PyTuple_GET_SIZE(h) != 2) {
+			PyErr_Format(PyExc_TypeError,
+				     "each header must be a (name, value) tuple, "
+				     "not %R", h);
+			return -1;
+		}
+		if (check_header_name(PyTuple_GET_ITEM(h, 0)) < 0 ||
+		    check_text(PyTuple_GET_ITEM(h, 1), "header value") < 0)
+			return -1;
+	}
+	return (s[0] - '0') * 100 + (s[1] - '0') * 10 + (s[2] - '0');
+}
+
+static void put_u16(char *p, size_t v) { p[0] = v & 0xff; p[1] = (v >> 8) & 0xff; }
+static void put_u32(char *p, size_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (v >> (8 * i)) & 0xff;
+}
+
+/* Writes status and headers into buf as cpython.h describes.  Returns the
+ * bytes written, or -1 if they do not fit.  Needs the GIL. */
+static Py_ssize_t headers_encode(gowsgi_req *rq, char *buf, size_t cap, size_t *statuslen)
+{
+	size_t n = (size_t)PyUnicode_GET_LENGTH(rq->status);
+	if (n > cap)
+		return -1;
+	memcpy(buf, PyUnicode_1BYTE_DATA(rq->status), n);
+	*statuslen = n;
+	for (Py_ssize_t i = 0; i < PyList_GET_SIZE(rq->headers); i++) {
+		PyObject *h = PyList_GET_ITEM(rq->headers, i);
+		PyObject *k = PyTuple_GET_ITEM(h, 0), *v = PyTuple_GET_ITEM(h, 1);
+		size_t kl = PyUnicode_GET_LENGTH(k), vl = PyUnicode_GET_LENGTH(v);
+		if (n + 6 + kl + vl > cap)
+			return -1;
+		put_u16(buf + n, kl);
+		put_u32(buf + n + 2, vl);
+		memcpy(buf + n + 6, PyUnicode_1BYTE_DATA(k), kl);
+		memcpy(buf + n + 6 + kl, PyUnicode_1BYTE_DATA(v), vl);
+		n += 6 + kl + vl;
+	}
+	return (Py_ssize_t)n;
+}
+
+static PyObject *reraise(PyObject *exc_info)
+{
+	if (!PyTuple_Check(exc_info) || PyTuple_GET_SIZE(exc_info) != 3) {
+		PyErr_SetString(PyExc_TypeError, "exc_info must be a 3-tuple from sys.exc_info()");
+		return NULL;
+	}
+	PyObject *value = PyTuple_GET_ITEM(exc_info, 1);
+	PyObject *tb = PyTuple_GET_ITEM(exc_info, 2);
+	if (!PyExceptionInstance_Check(value)) {
+		PyErr_SetString(PyExc_TypeError, "exc_info[1] is not an exception");
+		return NULL;
+	}
+	if (tb != Py_None)
+		PyException_SetTraceback(value, tb);
+	PyErr_SetObject((PyObject *)Py_TYPE(value), value);
+	return NULL;
+}
+
+static PyObject *write_impl(PyObject *self, PyObject *data);
+
+static PyMethodDef write_def = {"write", (PyCFunction)write_impl, METH_O,
+				"write(data): send bytes to the client at once (PEP 3333)."};
+
+/* start_response(status, response_headers, exc_info=None): returns a new
+ * reference to write. */
+static PyObject *start_response_impl(PyObject *self, PyObject *args, PyObject *kw)
+{
+	static char *kwlist[] = {"status", "response_headers", "exc_info", NULL};
+	gowsgi_req *rq = (gowsgi_req *)self;
+	PyObject *status, *headers, *exc_info = Py_None;
+	if (!req_alive(rq))
+		return NULL;
+	if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|O:start_response", kwlist,
+					 &status, &headers, &exc_info))
+		return NULL;
+	if (exc_info != Py_None) {
+		if (rq->headers_sent)
+			return reraise(exc_info);
+	} else if (rq->status != NULL) {
+		PyErr_SetString(PyExc_RuntimeError,
+				"start_response called a second time without "
+				"exc_info (PEP 3333)");
+		return NULL;
+	}
+	int code = check_response(status, headers);
+	if (code < 0)
+		return NULL;
+	Py_XSETREF(rq->status, Py_NewRef(status));
+	Py_XSETREF(rq->headers, Py_NewRef(headers));
+	rq->status_code = code;
+	rq->headers_reported = 0;
+	return PyCFunction_New(&write_def, self);
+}
+
+static PyMethodDef start_response_def = {
+	"start_response", (PyCFunction)(void (*)(void))start_response_impl,
+	METH_VARARGS | METH_KEYWORDS, "start_response (PEP 3333)."};
+
+#define WRITE_HDR_CAP 65536
+
+static PyObject *write_impl(PyObject *self, PyObject *data)
+{
+	gowsgi_req *rq = (gowsgi_req *)self;
+	if (!req_alive(rq))
+		return NULL;
+	if (rq->status == NULL) {
+		PyErr_SetString(PyExc_RuntimeError, "write() called before start_response");
+		return NULL;
+	}
+	if (!PyBytes_Check(data)) {
+		PyErr_Format(PyExc_TypeError, "write() needs bytes, not %.100s",
+			     Py_TYPE(data)->tp_name);
+		return NULL;
+	}
+	char *hdr = NULL;
+	Py_ssize_t hdrlen = 0;
+	size_t statuslen = 0;
+	if (!rq->headers_sent) {
+		hdr = PyMem_RawMalloc(WRITE_HDR_CAP);
+		if (hdr == NULL)
+			return PyErr_NoMemory();
+		hdrlen = headers_encode(rq, hdr, WRITE_HDR_CAP, &statuslen);
+		if (hdrlen < 0) {
+			PyMem_RawFree(hdr);
+			PyErr_SetString(PyExc_ValueError, "response headers exceed 64 KiB");
+			return NULL;
+		}
+	}
+	char msg[256];
+	msg[0] = 0;
+	int rc;
+	/* data is kept alive by the caller's argument; bytes are immutable. */
+	Py_BEGIN_ALLOW_THREADS
+	rc = go_write(rq->handler, rq->slot, hdr, (size_t)hdrlen, statuslen, rq->status_code,
+		      PyBytes_AS_STRING(data), (size_t)PyBytes_GET_SIZE(data), msg, sizeof msg);
+	Py_END_ALLOW_THREADS
+	PyMem_RawFree(hdr);
+	if (hdr != NULL)
+		rq->headers_sent = rq->headers_reported = 1;
+	if (rc < 0) {
+		PyErr_Format(PyExc_OSError, "write(): %s", msg[0] ? msg : "the client went away");
+		return NULL;
+	}
+	Py_RETURN_NONE;
+}
+
+/* ------------------------------------------------------ the Input type */
+
+static void req_dealloc(gowsgi_req *rq)
+{
+	PyTypeObject *tp = Py_TYPE(rq);
+	Py_XDECREF(rq->status);
+	Py_XDECREF(rq->headers);
+	Py_XDECREF(rq->result);
+	Py_XDECREF(rq->iter);
+	Py_XDECREF(rq->chunk);
+	Py_XDECREF(rq->file);
+	PyMem_RawFree(rq->ibuf);
+	tp->tp_free((PyObject *)rq);
+	Py_DECREF(tp);
+}
+
+static PyObject *input_iter(PyObject *self) { return Py_NewRef(self); }
+
+static PyMethodDef input_methods[] = {
+	{"read", (PyCFunction)(void (*)(void))input_read, METH_FASTCALL,
+	 "read(size=-1) -> bytes"},
+	{"readline", (PyCFunction)(void (*)(void))input_readline, METH_FASTCALL,
+	 "readline(size=-1) -> bytes"},
+	{"readlines", (PyCFunction)(void (*)(void))input_readlines, METH_FASTCALL,
+	 "readlines(hint=-1) -> list of bytes"},
+	{NULL, NULL, 0, NULL},
+};
+
+static PyType_Slot input_slots[] = {
+	{Py_tp_dealloc, req_dealloc},
+	{Py_tp_iter, input_iter},
+	{Py_tp_iternext, input_iternext},
+	{Py_tp_methods, input_methods},
+	{Py_tp_doc, "wsgi.input: the request body, streamed from the client."},
+	{0, NULL},
+};
+
+static PyType_Spec input_spec = {
+	"gowsgi.Input", sizeof(gowsgi_req), 0, Py_TPFLAGS_DEFAULT, input_slots,
+};
+
+/* ---------------------------------------------------------- interpreters */
+
+static PyObject *emit_impl(PyObject *self, PyObject *line)
+{
+	Py_ssize_t n;
+	const char *s = PyUnicode_AsUTF8AndSize(line, &n);
+	if (s == NULL)
+		return NULL;
+	uintptr_t handler = (uintptr_t)PyLong_AsVoidPtr(self);
+	Py_BEGIN_ALLOW_THREADS
+	go_log(handler, (char *)s, (size_t)n);
+	Py_END_ALLOW_THREADS
+	Py_RETURN_NONE;
+}
+
+static PyMethodDef emit_def = {"emit", emit_impl, METH_O, "log one line"};
+
+/* Fills gi's references from the bootstrap module.  Needs gi's GIL. */
+static int interp_setup(gowsgi_interp *gi, const char *bootstrap)
+{
+	PyObject *mod = NULL, *code = NULL, *res = NULL, *dict, *errors_cls,
+		 *emit = NULL, *self = NULL, *errors = NULL, *version = NULL;
+	int rc = -1;
+
+	mod = PyImport_AddModule("_gowsgi"); /* borrowed */
+	if (mod == NULL)
+		goto failure;
+	Py_INCREF(mod);
+	dict = PyModule_GetDict(mod);
+	code = Py_CompileString(bootstrap, "<gowsgi bootstrap>", Py_file_input);
+	if (code == NULL)
+		goto failure;
+	res = PyEval_EvalCode(code, dict, dict);
+	if (res == NULL)
+		goto failure;
+	gi->format_exception = PyDict_GetItemString(dict, "format_exception");
+	gi->file_wrapper = PyDict_GetItemString(dict, "FileWrapper");
+	errors_cls = PyDict_GetItemString(dict, "Errors");
+	if (!gi->format_exception || !gi->file_wrapper || !errors_cls) {
+		PyErr_SetString(PyExc_SystemError, "bootstrap is incomplete");
+		goto failure;
+	}
+	Py_INCREF(gi->format_exception);
+	Py_INCREF(gi->file_wrapper);
+
+	gi->input_type = (PyTypeObject *)PyType_FromSpec(&input_spec);
+	if (gi->input_type == NULL)
+		goto failure;
+	for (int i = 0; i < NKEYS; i++) {
+		gi->keys[i] = PyUnicode_InternFromString(gowsgi_keys[i]);
+		if (gi->keys[i] == NULL)
+			goto failure;
+	}
+	gi->key_input = PyUnicode_InternFromString("wsgi.input");
+	gi->key_scheme = PyUnicode_InternFromString("wsgi.url_scheme");
+	gi->scheme_https = PyUnicode_InternFromString("https");
+	if (!gi->key_input || !gi->key_scheme || !gi->scheme_https)
+		goto failure;
+
+	self = PyLong_FromVoidPtr((void *)gi->handler);
+	if (self == NULL)
+		goto failure;
+	emit = PyCFunction_New(&emit_def, self);
+	if (emit == NULL)
+		goto failure;
+	errors = PyObject_CallOneArg(errors_cls, emit);
+	if (errors == NULL)
+		goto failure;
+	version = Py_BuildValue("(ii)", 1, 0);
+	gi->environ_base = Py_BuildValue(
+		"{s:O,s:s,s:O,s:O,s:O,s:O,s:O,s:O}",
+		"wsgi.version", version, "wsgi.url_scheme", "http",
+		"wsgi.multithread", Py_True, "wsgi.multiprocess", Py_False,
+		"wsgi.run_once", Py_False, "wsgi.input_terminated", Py_True,
+		"wsgi.errors", errors, "wsgi.file_wrapper", gi->file_wrapper);
+	if (gi->environ_base == NULL)
+		goto failure;
+	rc = 0;
+failure:
+	Py_XDECREF(version);
+	Py_XDECREF(errors);
+	Py_XDECREF(emit);
+	Py_XDECREF(self);
+	Py_XDECREF(res);
+	Py_XDECREF(code);
+	Py_XDECREF(mod);
+	return rc;
+}
+
+gowsgi_interp *gowsgi_interp_new(int main, uintptr_t handler, gowsgi_error *err)
+{
+	gowsgi_interp *gi = calloc(1, sizeof *gi);
+	if (gi == NULL) {
+		err_set(err, "MemoryError", "out of memory");
+		return NULL;
+	}
+	gi->is_main = main;
+	gi->handler = handler;
+	PyEval_RestoreThread(main_ts);
+	if (main) {
+		gi->interp = main_interp;
+	} else {
+		PyThreadState *ts = Py_NewInterpreter();
+		if (ts == NULL) {
+			if (PyErr_Occurred())
+				err_fill(NULL, err);
+			else
+				err_set(err, "RuntimeError", "Py_NewInterpreter failed");
+			PyThreadState_Swap(main_ts);
+			PyEval_SaveThread();
+			free(gi);
+			return NULL;
+		}
+		gi->owner = ts;
+		gi->interp = ts->interp;
+	}
+	gi->id = PyInterpreterState_GetID(gi->interp);
+	PyEval_SaveThread();
+
+	pthread_mutex_lock(&registry_mu);
+	gi->next = registry;
+	registry = gi;
+	pthread_mutex_unlock(&registry_mu);
+	return gi;
+}
+
+int gowsgi_interp_load(gowsgi_interp *gi, const char *bootstrap, const char *paths,
+		       size_t pathslen, const char *spec, gowsgi_error *err)
+{
+	int temp, rc = -1;
+	PyObject *mod = NULL, *list = NULL, *res = NULL;
+	PyThreadState *ts = gi_enter(gi, &temp);
+
+	if (gi->environ_base == NULL && interp_setup(gi, bootstrap) < 0)
+		goto failure;
+	mod = PyImport_ImportModule("_gowsgi");
+	if (mod == NULL)
+		goto failure;
+	list = PyList_New(0);
+	if (list == NULL)
+		goto failure;
+	for (size_t i = 0; i < pathslen;) {
+		size_t n = strnlen(paths + i, pathslen - i);
+		PyObject *p = PyUnicode_DecodeFSDefaultAndSize(paths + i, n);
+		if (p == NULL || PyList_Append(list, p) < 0) {
+			Py_XDECREF(p);
+			goto failure;
+		}
+		Py_DECREF(p);
+		i += n + 1;
+	}
+	res = PyObject_CallMethod(mod, "add_paths", "O", list);
+	if (res == NULL)
+		goto failure;
+	Py_CLEAR(res);
+	res = PyObject_CallMethod(mod, "load", "s", spec);
+	if (res == NULL)
+		goto failure;
+	Py_XSETREF(gi->app, res);
+	res = NULL;
+	rc = 0;
+failure:
+	if (rc < 0)
+		err_fill(gi->format_exception, err);
+	Py_XDECREF(res);
+	Py_XDECREF(list);
+	Py_XDECREF(mod);
+	gi_leave(ts, temp);
+	return rc;
+}
+
+void gowsgi_interp_end(gowsgi_interp *gi)
+{
+	pthread_mutex_lock(&registry_mu);
+	for (gowsgi_interp **pp = &registry; *pp; pp = &(*pp)->next) {
+		if (*pp == gi) {
+			*pp = gi->next;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&registry_mu);
+
+	PyEval_RestoreThread(gi->is_main ? main_ts : gi->owner);
+	for (size_t i = 0; i < gi->ntstates; i++) {
+		PyThreadState_Clear(gi->tstates[i]);
+		PyThreadState_Delete(gi->tstates[i]);
+	}
+	free(gi->tstates);
+	Py_CLEAR(gi->app);
+	Py_CLEAR(gi->environ_base);
+	for (int i = 0; i < NKEYS; i++)
+		Py_CLEAR(gi->keys[i]);
+	Py_CLEAR(gi->key_input);
+	Py_CLEAR(gi->key_scheme);
+	Py_CLEAR(gi->scheme_https);
+	Py_CLEAR(gi->format_exception);
+	Py_CLEAR(gi->file_wrapper);
+	Py_CLEAR(gi->input_type);
+	if (gi->is_main) {
+		PyEval_SaveThread();
+	} else {
+		Py_EndInterpreter(gi->owner);
+#if PY_VERSION_HEX < 0x030C0000
+		/* Before 3.12 Py_EndInterpreter leaves the shared GIL held
+		 * with no thread state. */
+		PyThreadState_Swap(main_ts);
+		PyEval_SaveThread();
+#endif
+	}
+	free(gi);
+}
+
+/* ------------------------------------------------------------- requests */
+
+/* Reads the packed environ into a new dict.  Needs the GIL. */
+static PyObject *environ_build(gowsgi_interp *gi, const char *p, size_t n, int flags)
+{
+	PyObject *env = PyDict_Copy(gi->environ_base);
+	if (env == NULL)
+		return NULL;
+	const char *end = p + n;
+	while (p < end) {
+		unsigned char tag = (unsigned char)*p++;
+		PyObject *key;
+		if (tag == 0xff) {
+			size_t kl = (unsigned char)p[0] | (size_t)(unsigned char)p[1] << 8;
+			key = PyUnicode_DecodeLatin1(p + 2, kl, NULL);
+			p += 2 + kl;
+		} else if (tag < NKEYS) {
+			key = Py_NewRef(gi->keys[tag]);
+		} else {
+			PyErr_SetString(PyExc_SystemError, "bad environ packing");
+			goto failure;
+		}
+		if (key == NULL)
+			goto failure;
+		size_t vl = 0;
+		for (int i = 0; i < 4; i++)
+			vl |= (size_t)(unsigned char)p[i] << (8 * i);
+		PyObject *val = PyUnicode_DecodeLatin1(p + 4, vl, NULL);
+		p += 4 + vl;
+		if (val == NULL || PyDict_SetItem(env, key, val) < 0) {
+			Py_DECREF(key);
+			Py_XDECREF(val);
+			goto failure;
+		}
+		Py_DECREF(key);
+		Py_DECREF(val);
+	}
+	if ((flags & GOWSGI_HTTPS) && PyDict_SetItem(env, gi->key_scheme, gi->scheme_https) < 0)
+		goto failure;
+	return env;
+failure:
+	Py_DECREF(env);
+	return NULL;
+}
+
+static void res_clear(gowsgi_result *res)
+{
+	res->state = GOWSGI_DONE;
+	res->hdrlen = res->statuslen = res->bodylen = res->chunklen = 0;
+	res->chunk = NULL;
+	res->fd = -1;
+	res->filesize = 0;
+	res->length = -1;
+	res->after_headers = 0;
+}
+
+/* Reports headers into buf if start_response has set ones Go has not seen.
+ * Returns 0, or -1 with an exception set. */
+static int report_headers(gowsgi_req *rq, char *buf, size_t cap, gowsgi_result *res)
+{
+	if (rq->headers_reported)
+		return 0;
+	if (rq->status == NULL) {
+		PyErr_SetString(PyExc_RuntimeError,
+				"the application did not call start_response "
+				"before its first non-empty chunk or its end");
+		return -1;
+	}
+	Py_ssize_t n = headers_encode(rq, buf, cap, &res->statuslen);
+	if (n < 0) {
+		PyErr_SetString(PyExc_ValueError, "response headers exceed the buffer (64 KiB)");
+		return -1;
+	}
+	res->hdrlen = (size_t)n;
+	res->status = rq->status_code;
+	rq->headers_reported = 1;
+	return 0;
+}
+
+/* Sets res->err from the raised exception. */
+static void res_error(gowsgi_req *rq, gowsgi_result *res)
+{
+	res->state = GOWSGI_ERROR;
+	res->after_headers = rq->headers_sent;
+	err_fill(rq->gi->format_exception, &res->err);
+}
+
+/* Calls close() on the result; returns 0 or -1 with an exception set. */
+static int result_close(gowsgi_req *rq)
+{
+	PyObject *result = rq->result;
+	if (result == NULL || PyList_CheckExact(result) || PyTuple_CheckExact(result))
+		return 0;
+	rq->result = NULL;
+	PyObject *close = PyObject_GetAttrString(result, "close");
+	int rc = 0;
+	if (close == NULL) {
+		if (PyErr_ExceptionMatches(PyExc_AttributeError))
+			PyErr_Clear();
+		else
+			rc = -1;
+	} else {
+		PyObject *r = PyObject_CallNoArgs(close);
+		if (r == NULL)
+			rc = -1;
+		Py_XDECREF(r);
+		Py_DECREF(close);
+	}
+	Py_DECREF(result);
+	return rc;
+}
+
+/* Marks the request ended and drops its references.  Needs the GIL. */
+static void req_end(gowsgi_req *rq)
+{
+	rq->handler = 0;
+	Py_CLEAR(rq->iter);
+	Py_CLEAR(rq->chunk);
+	Py_CLEAR(rq->file);
+	Py_CLEAR(rq->result);
+	PyMem_RawFree(rq->ibuf);
+	rq->ibuf = NULL;
+	rq->ipos = rq->ilen = rq->icap = 0;
+	Py_DECREF(rq);
+}
+
+/* Tries the sendfile path for a wsgi.file_wrapper result: returns 1 with
+ * res filled, 0 to iterate instead (no exception set). */
+static int try_file(gowsgi_req *rq, gowsgi_result *res)
+{
+	PyObject *filelike = PyObject_GetAttrString(rq->result, "filelike");
+	PyObject *r = NULL;
+	long fd, pos;
+	struct stat st;
+	if (filelike == NULL)
+		goto fallback;
+	r = PyObject_CallMethod(filelike, "fileno", NULL);
+	if (r == NULL)
+		goto fallback;
+	fd = PyLong_AsLong(r);
+	Py_CLEAR(r);
+	if (fd < 0 || fstat((int)fd, &st) < 0 || !S_ISREG(st.st_mode))
+		goto fallback;
+	r = PyObject_CallMethod(filelike, "tell", NULL);
+	if (r == NULL)
+		goto fallback;
+	pos = PyLong_AsLong(r);
+	Py_CLEAR(r);
+	if (pos < 0 || lseek((int)fd, pos, SEEK_SET) < 0)
+		goto fallback;
+	res->fd = fcntl((int)fd, F_DUPFD_CLOEXEC, 0);
+	if (res->fd < 0)
+		goto fallback;
+	res->state = GOWSGI_FILE;
+	res->filesize = st.st_size > pos ? (int64_t)(st.st_size - pos) : 0;
+	rq->file = filelike;
+	return 1;
+fallback:
+	PyErr_Clear();
+	Py_XDECREF(r);
+	Py_XDECREF(filelike);
+	return 0;
+}
+
+/* Advances rq->iter to the next non-empty chunk.  Needs the GIL. */
+static void req_advance(gowsgi_req *rq, char *buf, size_t cap, gowsgi_result *res)
+{
+	Py_CLEAR(rq->chunk);
+	for (;;) {
+		PyObject *item = PyIter_Next(rq->iter);
+		if (item == NULL) {
+			if (PyErr_Occurred())
+				goto failure;
+			if (report_headers(rq, buf, cap, res) < 0)
+				goto failure;
+			res->state = GOWSGI_DONE;
+			return;
+		}
+		if (!PyBytes_Check(item)) {
+			PyErr_Format(PyExc_TypeError,
+				     "the application yielded %.100s; WSGI "
+				     "response chunks must be bytes (PEP 3333)",
+				     Py_TYPE(item)->tp_name);
+			Py_DECREF(item);
+			goto failure;
+		}
+		if (PyBytes_GET_SIZE(item) == 0) {
+			Py_DECREF(item);
+			continue;
+		}
+		if (report_headers(rq, buf, cap, res) < 0) {
+			Py_DECREF(item);
+			goto failure;
+		}
+		rq->chunk = item;
+		res->state = GOWSGI_CHUNK;
+		res->chunk = PyBytes_AS_STRING(item);
+		res->chunklen = (size_t)PyBytes_GET_SIZE(item);
+		return;
+	}
+failure:
+	res_error(rq, res);
+}
+
+/* Copies a list or tuple of bytes that fits into buf after the headers.
+ * Returns 1 when done, 0 when the body must be iterated, -1 on error. */
+static int copy_sequence(gowsgi_req *rq, char *buf, size_t cap, gowsgi_result *res)
+{
+	PyObject *seq = rq->result;
+	Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+	PyObject **items = PySequence_Fast_ITEMS(seq);
+	size_t total = 0;
+	for (Py_ssize_t i = 0; i < n; i++) {
+		if (!PyBytes_Check(items[i]))
+			return 0; /* iteration reports the error at the right point */
+		total += (size_t)PyBytes_GET_SIZE(items[i]);
+	}
+	if (report_headers(rq, buf, cap, res) < 0)
+		return -1;
+	res->length = (int64_t)total;
+	if (total > cap - res->hdrlen) {
+		/* Headers are reported now; iteration must not report them again. */
+		return 0;
+	}
+	char *p = buf + res->hdrlen;
+	for (Py_ssize_t i = 0; i < n; i++) {
+		size_t l = (size_t)PyBytes_GET_SIZE(items[i]);
+		memcpy(p, PyBytes_AS_STRING(items[i]), l);
+		p += l;
+	}
+	res->bodylen = total;
+	res->state = GOWSGI_DONE;
+	return 1;
+}
+
+gowsgi_req *gowsgi_request_start(gowsgi_interp *gi, const char *envp, size_t envlen,
+				 int flags, uintptr_t handler, int slot, char *buf,
+				 size_t cap, gowsgi_result *res)
+{
+	int temp;
+	PyObject *env = NULL, *sr = NULL, *result = NULL;
+	PyThreadState *ts = gi_enter(gi, &temp);
+	gowsgi_req *rq = PyObject_New(gowsgi_req, gi->input_type);
+
+	res_clear(res);
+	if (rq == NULL) {
+		res->state = GOWSGI_ERROR;
+		err_fill(gi->format_exception, &res->err);
+		gi_leave(ts, temp);
+		return NULL;
+	}
+	Py_INCREF(gi->input_type); /* heap type instances own a type reference */
+	memset((char *)rq + sizeof(PyObject), 0, sizeof *rq - sizeof(PyObject));
+	rq->gi = gi;
+	rq->handler = handler;
+	rq->slot = slot;
+	rq->ts = ts;
+	rq->ts_temp = temp;
+
+	env = environ_build(gi, envp, envlen, flags);
+	if (env == NULL || PyDict_SetItem(env, gi->key_input, (PyObject *)rq) < 0)
+		goto failure;
+	sr = PyCFunction_New(&start_response_def, (PyObject *)rq);
+	if (sr == NULL)
+		goto failure;
+	result = PyObject_CallFunctionObjArgs(gi->app, env, sr, NULL);
+	Py_CLEAR(sr);
+	Py_CLEAR(env);
+	if (result == NULL)
+		goto failure;
+	rq->result = result;
+	if (PyList_CheckExact(result) || PyTuple_CheckExact(result)) {
+		int rc = copy_sequence(rq, buf, cap, res);
+		if (rc < 0)
+			goto failure;
+		if (rc == 1) {
+			req_end(rq);
+			gi_leave(ts, temp);
+			return NULL;
+		}
+	} else if (Py_IS_TYPE(result, (PyTypeObject *)gi->file_wrapper) &&
+		   try_file(rq, res)) {
+		if (report_headers(rq, buf, cap, res) < 0)
+			goto failure;
+		PyEval_SaveThread();
+		return rq;
+	}
+	rq->iter = PyObject_GetIter(result);
+	if (rq->iter == NULL)
+		goto failure;
+	req_advance(rq, buf, cap, res);
+	PyEval_SaveThread();
+	return rq;
+
+failure:
+	Py_XDECREF(sr);
+	Py_XDECREF(env);
+	res_error(rq, res);
+	/* close() runs on every path; its own error is reported only if the
+	 * app had not already failed. */
+	if (result_close(rq) < 0)
+		PyErr_Clear();
+	req_end(rq);
+	gi_leave(ts, temp);
+	return NULL;
+}
+
+void gowsgi_request_next(gowsgi_req *rq, int sent, char *buf, size_t cap,
+			 gowsgi_result *res)
+{
+	PyEval_RestoreThread(rq->ts);
+	rq->headers_sent |= sent;
+	res_clear(res);
+	req_advance(rq, buf, cap, res);
+	PyEval_SaveThread();
+}
+
+int gowsgi_request_finish(gowsgi_req *rq, int sent, gowsgi_error *err)
+{
+	PyThreadState *ts = rq->ts;
+	int temp = rq->ts_temp;
+	PyEval_RestoreThread(ts);
+	rq->headers_sent |= sent;
+	PyObject *format = rq->gi->format_exception;
+	int rc = result_close(rq);
+	if (rc < 0)
+		err_fill(format, err);
+	req_end(rq);
+	gi_leave(ts, temp);
+	return rc;
+}

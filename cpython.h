@@ -1,0 +1,138 @@
+/*
+ * The C side of gowsgi: a request-shaped API over the CPython C API.
+ *
+ * Crossing budget (checked by TestCgoCallsPerRequest and BenchmarkHello):
+ *   - a response whose body is a list or tuple that fits the caller's buffer:
+ *     one Go->C call (gowsgi_request_start) and nothing else;
+ *   - any other response: gowsgi_request_start, one gowsgi_request_next per
+ *     non-empty chunk plus one for the end, and gowsgi_request_finish;
+ *   - one C->Go callback per wsgi.input refill, write() call or wsgi.errors
+ *     line, each with the GIL released.
+ *
+ * Threads: every function here except the gowsgi_runtime_* and
+ * gowsgi_interp_new/end functions may be called from any OS thread.  Each
+ * call attaches a thread state kept per (OS thread, interpreter), runs with
+ * the GIL, and detaches before it returns, so the GIL is never held while Go
+ * runs.  The runtime and interpreter functions run on the control thread.
+ */
+#ifndef GOWSGI_CPYTHON_H
+#define GOWSGI_CPYTHON_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+typedef struct gowsgi_interp gowsgi_interp;
+typedef struct gowsgi_req gowsgi_req;
+
+/* An error copied out of Python.  The strings are malloc'd and owned by the
+ * caller, who frees them with gowsgi_error_free. */
+typedef struct {
+	char *type;      /* qualified exception type name, e.g. "ModuleNotFoundError" */
+	char *message;   /* str(exception) */
+	char *traceback; /* the formatted traceback, as traceback.format_exception */
+} gowsgi_error;
+
+void gowsgi_error_free(gowsgi_error *e);
+
+/* Runtime settings, applied once when Python starts.  Strings are borrowed for
+ * the call; NULL or "" means "let CPython decide". */
+typedef struct {
+	const char *executable;
+	const char *home;
+	int optimize;
+} gowsgi_settings;
+
+/* Starts Python with an isolated configuration and no signal handlers.  On
+ * return the GIL is released.  Control thread only.  Returns 0, or -1 with
+ * *err filled. */
+int gowsgi_runtime_init(const gowsgi_settings *s, gowsgi_error *err);
+
+/* Writes the running Python's version into buf (NUL-terminated). */
+void gowsgi_runtime_version(char *buf, size_t n);
+
+/* Creates an interpreter: a new sub-interpreter sharing the GIL (main == 0),
+ * or a handle on the main interpreter (main == 1).  handler is the Go handle
+ * the interpreter's callbacks report to.  Control thread only.  Returns a new
+ * handle, or NULL with *err filled. */
+gowsgi_interp *gowsgi_interp_new(int main, uintptr_t handler, gowsgi_error *err);
+
+/* Ends the interpreter and frees the handle: deletes every thread state this
+ * file created for it on any OS thread, then calls Py_EndInterpreter (for a
+ * sub-interpreter).  No request may be running in it.  Control thread only. */
+void gowsgi_interp_end(gowsgi_interp *gi);
+
+/* Runs the bootstrap source (bootstrap.py, borrowed for the call) in the
+ * interpreter, prepends the NUL-separated directories in paths (pathslen
+ * bytes) to sys.path, and loads the app named by spec.  Any OS thread.
+ * Returns 0, or -1 with *err filled. */
+int gowsgi_interp_load(gowsgi_interp *gi, const char *bootstrap,
+		       const char *paths, size_t pathslen, const char *spec,
+		       gowsgi_error *err);
+
+/* The outcome of gowsgi_request_start and gowsgi_request_next. */
+enum {
+	GOWSGI_DONE = 0,      /* no more chunks: the response is complete */
+	GOWSGI_CHUNK = 1,     /* chunk/chunklen hold the next non-empty chunk */
+	GOWSGI_FILE = 2,      /* fd is a regular file to send from its offset */
+	GOWSGI_ERROR = 3,     /* the app raised or broke the protocol; err is set */
+	GOWSGI_HEADERS = 4,   /* start: headers are ready, iteration follows */
+};
+
+/* Filled by the calls below.  Headers are written into the caller's buffer as
+ * status line, then per header a 2-byte name length, a 4-byte value length
+ * (little endian), the name and the value; hdrlen is 0 when no new headers are
+ * reported.  chunk points into a bytes object the request holds: it stays
+ * valid, and may be read without the GIL, until the next call on the request. */
+typedef struct {
+	int state;
+	int status;          /* the status code, when hdrlen > 0 */
+	size_t hdrlen;       /* bytes of headers written at the start of buf */
+	size_t statuslen;    /* of those, the status line ("200 OK") */
+	const char *chunk;
+	size_t chunklen;
+	size_t bodylen;      /* start only: body bytes copied after the headers */
+	int64_t length;      /* start only: the whole body's length when known
+				(a list or tuple of bytes), else -1 */
+	int64_t filesize;    /* GOWSGI_FILE: bytes from the offset to the end */
+	int fd;              /* GOWSGI_FILE: a new descriptor the caller closes */
+	int after_headers;   /* GOWSGI_ERROR: raised after headers were sent */
+	gowsgi_error err;    /* GOWSGI_ERROR: owned by the caller */
+} gowsgi_result;
+
+/* Request flags, packed by Go. */
+enum {
+	GOWSGI_HTTPS = 1,
+};
+
+/* Calls the app.  env is the packed environ (see environ.go), borrowed for
+ * the call.  handler/slot identify the Go request for callbacks.  buf/cap is
+ * the caller's buffer, borrowed for the call.  Returns the request, which the
+ * caller must end with gowsgi_request_finish unless it is NULL; it is NULL
+ * when the whole response was written into buf (state GOWSGI_DONE with
+ * hdrlen/bodylen set) or the call failed before headers (GOWSGI_ERROR). */
+gowsgi_req *gowsgi_request_start(gowsgi_interp *gi, const char *env,
+				 size_t envlen, int flags, uintptr_t handler,
+				 int slot, char *buf, size_t cap,
+				 gowsgi_result *res);
+
+/* Advances the iterable to the next non-empty chunk (empty chunks are
+ * skipped).  Reports new headers in buf the first time they are available
+ * with a chunk or at the end.  Any OS thread, but the caller keeps one thread
+ * for the request's life so thread-locals stay put. */
+void gowsgi_request_next(gowsgi_req *rq, int sent, char *buf, size_t cap,
+			 gowsgi_result *res);
+
+/* sent, on next and finish, tells C that Go has sent the headers, so a later
+ * start_response with exc_info re-raises instead of replacing them. */
+
+/* Calls the iterable's close(), expires wsgi.input, start_response and write
+ * so references the app kept raise instead of reaching Go, and frees the
+ * request.  Returns 0, or -1 with *err filled if close() raised. */
+int gowsgi_request_finish(gowsgi_req *rq, int sent, gowsgi_error *err);
+
+/* The environ keys Go packs by index: gowsgi_key(i) for i < gowsgi_nkeys(). */
+int gowsgi_nkeys(void);
+const char *gowsgi_key(int i);
+
+#endif

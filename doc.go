@@ -1,0 +1,67 @@
+// Package wsgi serves Python WSGI (PEP 3333) applications as an
+// http.Handler, with CPython embedded in the Go process through cgo.
+//
+// # Quick start
+//
+//	h, err := wsgi.NewHandler(
+//		wsgi.WithApp("mysite.wsgi:application"),
+//		wsgi.WithPythonPath("/srv/mysite"),
+//	)
+//	if err != nil {
+//		log.Fatal(err) // import errors arrive here, with the traceback
+//	}
+//	defer h.Close()
+//	http.Handle("/blog/", http.StripPrefix("/blog", h))
+//
+// Mounted under [http.StripPrefix], SCRIPT_NAME is the prefix removed and
+// PATH_INFO the rest; [WithScriptName] fixes it otherwise.
+//
+// # Interpreters
+//
+// Python is started once per process, by the first [NewHandler], and is
+// never finalized. Each [Handler] owns an interpreter: by default a
+// sub-interpreter of its own ([SubInterpreter]), so two handlers have
+// separate sys.modules and globals; or the main interpreter
+// ([MainInterpreter]), for extension modules that refuse sub-interpreters,
+// which only one handler per process may use. [Handler.Close] ends the
+// interpreter.
+//
+// # Threads and the GIL
+//
+// A control goroutine, locked to its OS thread for the life of the process,
+// starts Python and creates and ends interpreters; it never runs
+// application code. Requests call into C from their own goroutines: C keeps
+// one Python thread state per OS thread and interpreter, and the GIL is
+// held only inside a cgo call, never while Go reads the request or writes
+// the response. A list or tuple response needs a single cgo call; a
+// generator needs one per non-empty chunk, and its request stays on one OS
+// thread so that threading.local and contextvars values set by the app are
+// still there while its iterable runs and in close(). At most
+// [WithThreads] requests per handler are inside Python at once; the others
+// wait in Go and give up when their request's context ends.
+//
+// # A request's life
+//
+//  1. Wait for a place among the handler's threads.
+//  2. Pack the environ into one buffer (CGI keys, HTTP_* keys).
+//  3. One cgo call builds the environ dict, calls the app, checks what it
+//     passed to start_response and, for a list or tuple, copies the body.
+//  4. Headers go out with the first non-empty chunk, or at the end; each
+//     chunk is flushed before the next is asked for.
+//  5. The iterable's close() runs, whatever happened.
+//
+// # Errors
+//
+// [NewHandler] fails, with a *[PythonError] carrying the traceback, when the
+// app cannot be loaded. Inside [Handler.ServeHTTP], an exception before the
+// headers are sent is logged with its traceback and answered with a 500
+// and a fixed body; after them the connection is aborted with
+// [http.ErrAbortHandler]. A client that goes away is not an error: the
+// iteration stops and close() runs.
+//
+// # Limits
+//
+// Response headers, status line included, must fit in 64 KiB. Go's
+// net/http writes the standard reason phrase for a status code, not the
+// app's. Informational (1xx) statuses cannot be sent by a WSGI app.
+package wsgi

@@ -1,0 +1,160 @@
+package wsgi_test
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// chunked hides a reader's length, so the client sends it chunked.
+type chunked struct{ io.Reader }
+
+func TestInputEcho(t *testing.T) {
+	body := bytes.Repeat([]byte("0123456789abcdef"), 1<<16) // 1 MiB
+	for _, callable := range callables {
+		t.Run(callable, func(t *testing.T) {
+			h, _ := newHandler(t, callable)
+			srv := serve(t, h)
+
+			r := do(t, srv, http.MethodPost, "/echo", bytes.NewReader(body), "Content-Type", "application/x-test")
+			require.NoError(t, r.err)
+			assert.Equal(t, 200, r.status)
+			assert.Equal(t, "application/x-test", r.header.Get("Content-Type"))
+			assert.True(t, bytes.Equal(body, []byte(r.body)), "Content-Length body echoed whole")
+
+			r = do(t, srv, http.MethodPost, "/echo", chunked{bytes.NewReader(body)})
+			require.NoError(t, r.err)
+			assert.True(t, bytes.Equal(body, []byte(r.body)), "chunked body echoed whole")
+
+			r = do(t, srv, http.MethodPost, "/echo", strings.NewReader(""))
+			require.NoError(t, r.err)
+			assert.Equal(t, "", r.body)
+			noUnraisable(t, srv)
+		})
+	}
+}
+
+func TestInputChunkedRaw(t *testing.T) {
+	h, _ := newHandler(t, "validated")
+	srv := serve(t, h)
+	out := raw(t, srv, "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"+
+		"5\r\nhello\r\n7\r\n, world\r\n0\r\n\r\n")
+	assert.True(t, strings.HasSuffix(out, "\r\n\r\nhello, world"), out)
+}
+
+func TestInputLines(t *testing.T) {
+	body := "one\ntwo\n\nthree without newline"
+	long := strings.Repeat("y", 200<<10) + "\nshort\n" // a line longer than the input buffer
+	cases := []struct {
+		path, body string
+		want       []string
+	}{
+		{"/readline", body, []string{"one\n", "two\n", "\n", "three without newline"}},
+		{"/readline?size=2", "abcde\nf\n", []string{"ab", "cd", "e\n", "f\n"}},
+		{"/readline", long, []string{strings.Repeat("y", 200<<10) + "\n", "short\n"}},
+		{"/readlines", body, []string{"one\n", "two\n", "\n", "three without newline"}},
+		{"/readlines?hint=5", body, []string{"one\n", "two\n"}},
+		{"/iter-input", body, []string{"one\n", "two\n", "\n", "three without newline"}},
+		{"/iter-input", "", []string{}},
+	}
+	for _, callable := range callables {
+		t.Run(callable, func(t *testing.T) {
+			h, _ := newHandler(t, callable)
+			srv := serve(t, h)
+			for _, c := range cases {
+				for _, send := range []func(string) io.Reader{
+					func(s string) io.Reader { return strings.NewReader(s) },
+					func(s string) io.Reader { return chunked{strings.NewReader(s)} },
+				} {
+					r := do(t, srv, http.MethodPost, c.path, send(c.body))
+					require.Equal(t, 200, r.status, "%s: %s", c.path, r.body)
+					var got []string
+					require.NoError(t, json.Unmarshal([]byte(r.body), &got))
+					if len(c.want) == 0 {
+						assert.Empty(t, got, c.path)
+					} else {
+						assert.Equal(t, c.want, got, c.path)
+					}
+				}
+			}
+			noUnraisable(t, srv)
+		})
+	}
+}
+
+func TestInputReadPastEnd(t *testing.T) {
+	h, _ := newHandler(t, "application")
+	srv := serve(t, h)
+	r := do(t, srv, http.MethodPost, "/read-past-end", strings.NewReader("some body"))
+	require.Equal(t, 200, r.status, r.body)
+	assert.JSONEq(t, `{"after": ["b''", "b''", "b''"]}`, r.body)
+}
+
+// TestInputStreams sends a body far larger than any buffer and checks the
+// app reads it in the sizes it asks for while the process's peak memory
+// stays far below the body's size: the body is streamed, never held.
+func TestInputStreams(t *testing.T) {
+	if testing.Short() {
+		t.Skip("sends 512 MiB")
+	}
+	h, _ := newHandler(t, "application")
+	srv := serve(t, h)
+	const size = 512 << 20
+	const chunk = 1 << 20
+	before := peakRSS(t)
+	digest := sha256.New()
+	body := io.TeeReader(io.LimitReader(zeros{}, size), digest)
+	r := do(t, srv, http.MethodPost, "/echo-chunks?size="+strconv.Itoa(chunk), chunked{body})
+	require.Equal(t, 200, r.status, r.body)
+	var got struct {
+		Sizes  []int
+		Total  int
+		Sha256 string
+	}
+	require.NoError(t, json.Unmarshal([]byte(r.body), &got))
+	assert.Equal(t, size, got.Total)
+	assert.Equal(t, hex.EncodeToString(digest.Sum(nil)), got.Sha256)
+	for _, n := range got.Sizes {
+		require.Equal(t, chunk, n, "read(n) returns n bytes until the end")
+	}
+	growth := peakRSS(t) - before
+	assert.Less(t, growth, int64(128<<20), "peak RSS grew by %d MiB for a %d MiB body", growth>>20, size>>20)
+}
+
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
+}
+
+// peakRSS returns the process's peak resident set size in bytes.
+func peakRSS(t *testing.T) int64 {
+	if runtime.GOOS != "linux" {
+		t.Skip("reads /proc/self/status")
+	}
+	b, err := os.ReadFile("/proc/self/status")
+	require.NoError(t, err)
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			var kb int64
+			_, err := fmt.Sscanf(strings.TrimSpace(v), "%d kB", &kb)
+			require.NoError(t, err)
+			return kb << 10
+		}
+	}
+	t.Fatal("no VmHWM in /proc/self/status")
+	return 0
+}

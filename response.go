@@ -1,0 +1,315 @@
+package wsgi
+
+/*
+#include "cpython.h"
+*/
+import "C"
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/textproto"
+	"os"
+	"runtime"
+	"strconv"
+	"unsafe"
+)
+
+// slotBufSize is the size of each slot's C buffer: status and headers, and
+// a list or tuple body that fits after them, come back in the one cgo call
+// that runs the app.
+const slotBufSize = 64 << 10
+
+// A slot is one place in a handler's admission semaphore and the state of
+// the request that holds it. C refers to the request by (handler, slot
+// index), so no per-request handle is allocated.
+type slot struct {
+	h   *Handler
+	idx int
+	res *C.gowsgi_result // C memory: Go's pointers never reach C
+	buf *C.char          // C memory, slotBufSize bytes
+	env envBuf
+
+	w       http.ResponseWriter
+	r       *http.Request
+	status  int
+	pending []header // reported by the app, not yet sent
+	hdrSent bool
+	cl      int64 // the app's Content-Length, or -1
+	written int64
+	panic   any   // a panic recovered in a callback, re-raised in Go
+	werr    error // the first error writing to the client
+}
+
+type header struct{ name, value string }
+
+func (s *slot) init(h *Handler, idx int) {
+	s.h, s.idx = h, idx
+	s.res = (*C.gowsgi_result)(C.calloc(1, C.sizeof_gowsgi_result))
+	s.buf = (*C.char)(C.malloc(slotBufSize))
+}
+
+func (s *slot) free() {
+	C.free(unsafe.Pointer(s.res))
+	C.free(unsafe.Pointer(s.buf))
+	s.res, s.buf = nil, nil
+}
+
+func (s *slot) reset() {
+	s.w, s.r = nil, nil
+	s.pending = s.pending[:0]
+	s.panic, s.werr = nil, nil
+	if cap(s.env) > 1<<20 {
+		s.env = nil // one huge request should not pin its buffer
+	}
+}
+
+func (s *slot) serve(w http.ResponseWriter, r *http.Request) {
+	s.w, s.r = w, r
+	s.status, s.hdrSent, s.cl, s.written = 0, false, -1, 0
+	s.env = s.h.packEnviron(s.env[:0], r)
+	var flags C.int
+	if r.TLS != nil {
+		flags |= C.GOWSGI_HTTPS
+	}
+	var envp *C.char
+	if len(s.env) > 0 {
+		envp = (*C.char)(unsafe.Pointer(&s.env[0]))
+	}
+
+	// Locked before the first call so that, if the response needs more
+	// calls, they all run on this thread's thread state and the app's
+	// threading.local and contextvars stay put. A response finished in
+	// one call unlocks at once.
+	runtime.LockOSThread()
+	rq := C.gowsgi_request_start(s.h.ip.c, envp, C.size_t(len(s.env)), flags,
+		C.uintptr_t(s.h.handle), C.int(s.idx), s.buf, slotBufSize, s.res)
+	if rq == nil {
+		runtime.UnlockOSThread()
+		s.repanic()
+		s.complete()
+		return
+	}
+	defer runtime.UnlockOSThread()
+	defer s.finish(rq)
+	s.stream(rq)
+}
+
+// complete handles a response that start finished in one call.
+func (s *slot) complete() {
+	res := s.res
+	if res.state == C.GOWSGI_ERROR {
+		s.fail(takeError(&res.err))
+		return
+	}
+	body := unsafe.Slice((*byte)(unsafe.Pointer(s.buf)), int(res.hdrlen+res.bodylen))[res.hdrlen:]
+	if !s.hdrSent { // write() may have sent them
+		s.takeHeaders(res)
+		if err := s.sendHeaders(int64(len(body))); err != nil {
+			s.fail(err)
+			return
+		}
+	}
+	s.write(body)
+}
+
+// stream sends the response of a request that needs more than one call.
+func (s *slot) stream(rq *C.gowsgi_req) {
+	res := s.res
+	length := int64(res.length) // known for a list or tuple, else -1
+	for {
+		s.repanic()
+		if res.hdrlen > 0 {
+			s.takeHeaders(res)
+		}
+		switch res.state {
+		case C.GOWSGI_ERROR:
+			s.fail(takeError(&res.err))
+			return
+		case C.GOWSGI_DONE:
+			if !s.hdrSent {
+				if err := s.sendHeaders(length); err != nil {
+					s.fail(err)
+				}
+			}
+			return
+		case C.GOWSGI_FILE:
+			s.sendFile(int(res.fd), int64(res.filesize))
+			return
+		case C.GOWSGI_CHUNK:
+			if !s.hdrSent {
+				if err := s.sendHeaders(length); err != nil {
+					s.fail(err)
+					return
+				}
+			}
+			s.write(unsafe.Slice((*byte)(unsafe.Pointer(res.chunk)), int(res.chunklen)))
+			s.flush()
+			if s.werr != nil || (s.cl >= 0 && s.written >= s.cl) {
+				return // the client is gone, or the body is cut at Content-Length
+			}
+		}
+		C.gowsgi_request_next(rq, boolInt(s.hdrSent), s.buf, slotBufSize, res)
+	}
+}
+
+// finish runs the iterable's close() and ends the request in C.
+func (s *slot) finish(rq *C.gowsgi_req) {
+	var cerr C.gowsgi_error
+	if C.gowsgi_request_finish(rq, boolInt(s.hdrSent), &cerr) != 0 {
+		pe := takeError(&cerr)
+		s.h.log.ErrorContext(s.r.Context(), "wsgi: the iterable's close() raised",
+			"method", s.r.Method, "path", s.r.URL.Path,
+			"type", pe.Type, "message", pe.Message, "traceback", pe.Traceback)
+	}
+}
+
+// repanic re-raises, on the request goroutine, a panic that a callback
+// recovered so that it would not unwind through Python's C frames.
+func (s *slot) repanic() {
+	if p := s.panic; p != nil {
+		s.panic = nil
+		panic(p)
+	}
+}
+
+// takeHeaders reads the status and headers C wrote into the buffer.
+func (s *slot) takeHeaders(res *C.gowsgi_result) {
+	s.parseHeaders(unsafe.Slice((*byte)(unsafe.Pointer(s.buf)), int(res.hdrlen)),
+		int(res.statuslen), int(res.status))
+}
+
+func (s *slot) parseHeaders(b []byte, statuslen, status int) {
+	s.status = status
+	s.pending = s.pending[:0]
+	b = b[statuslen:]
+	for len(b) >= 6 {
+		kl := int(binary.LittleEndian.Uint16(b))
+		vl := int(binary.LittleEndian.Uint32(b[2:]))
+		s.pending = append(s.pending, header{string(b[6 : 6+kl]), string(b[6+kl : 6+kl+vl])})
+		b = b[6+kl+vl:]
+	}
+}
+
+// sendHeaders writes the status and headers. bodylen, when not -1, is the
+// whole body's length, sent as Content-Length if the app gave none.
+func (s *slot) sendHeaders(bodylen int64) error {
+	hdr := s.w.Header()
+	for i, h := range s.pending {
+		key := textproto.CanonicalMIMEHeaderKey(h.name)
+		if key == "Content-Length" {
+			n, err := strconv.ParseInt(h.value, 10, 64)
+			if err != nil || n < 0 {
+				return fmt.Errorf("the application sent an invalid Content-Length %q", h.value)
+			}
+			s.cl = n
+		}
+		if firstOf(s.pending[:i], key) {
+			hdr[key] = append(hdr[key][:0:0], h.value)
+		} else {
+			hdr[key] = append(hdr[key], h.value)
+		}
+	}
+	if s.cl < 0 && bodylen >= 0 && bodyAllowed(s.status) {
+		hdr["Content-Length"] = []string{strconv.FormatInt(bodylen, 10)}
+	}
+	s.w.WriteHeader(s.status)
+	s.hdrSent = true
+	return nil
+}
+
+// firstOf reports whether no earlier header has key's canonical name.
+func firstOf(earlier []header, key string) bool {
+	for _, h := range earlier {
+		if textproto.CanonicalMIMEHeaderKey(h.name) == key {
+			return false
+		}
+	}
+	return true
+}
+
+func bodyAllowed(status int) bool {
+	return status != http.StatusNoContent && status != http.StatusNotModified
+}
+
+// write sends p, cut at the app's Content-Length; it records the first
+// error, after which nothing more is written.
+func (s *slot) write(p []byte) {
+	if s.werr != nil {
+		return
+	}
+	if s.cl >= 0 {
+		if rem := s.cl - s.written; int64(len(p)) > rem {
+			p = p[:rem]
+		}
+	}
+	if len(p) == 0 {
+		return
+	}
+	n, err := s.w.Write(p)
+	s.written += int64(n)
+	if err != nil && !errors.Is(err, http.ErrBodyNotAllowed) {
+		s.werr = err
+	}
+}
+
+// flush pushes a streamed chunk to the client before the next is asked
+// for, as PEP 3333 requires of a gateway.
+func (s *slot) flush() {
+	if s.werr == nil {
+		if err := http.NewResponseController(s.w).Flush(); err != nil && !errors.Is(err, http.ErrNotSupported) {
+			s.werr = err
+		}
+	}
+}
+
+// sendFile sends a wsgi.file_wrapper file from its current offset: through
+// the ResponseWriter's ReadFrom, which uses sendfile on a TCP connection.
+// The length is the app's Content-Length if it gave one, else the rest of
+// the file. fd belongs to sendFile.
+func (s *slot) sendFile(fd int, size int64) {
+	f := os.NewFile(uintptr(fd), "wsgi.file_wrapper")
+	defer f.Close()
+	if err := s.sendHeaders(size); err != nil {
+		s.fail(err)
+		return
+	}
+	n := size
+	if s.cl >= 0 && s.cl < n {
+		n = s.cl
+	}
+	if s.r.Method == http.MethodHead || !bodyAllowed(s.status) {
+		return
+	}
+	written, err := io.CopyN(s.w, f, n)
+	s.written += written
+	if err != nil && s.werr == nil {
+		s.werr = err
+	}
+}
+
+// fail reports an app error: before headers as a 500, after them by
+// aborting the connection so the client cannot take a cut body as whole.
+func (s *slot) fail(err error) {
+	attrs := []any{"method", s.r.Method, "path", s.r.URL.Path, "error", err.Error()}
+	var pe *PythonError
+	if errors.As(err, &pe) {
+		attrs = append(attrs, "traceback", pe.Traceback)
+	}
+	if s.hdrSent {
+		s.h.log.ErrorContext(s.r.Context(), "wsgi: application error after the headers were sent; aborting the connection", attrs...)
+		panic(http.ErrAbortHandler)
+	}
+	s.h.log.ErrorContext(s.r.Context(), "wsgi: application error", attrs...)
+	hdr := s.w.Header()
+	for _, h := range s.pending {
+		hdr.Del(h.name)
+	}
+	hdr.Set("Content-Type", "text/plain; charset=utf-8")
+	hdr.Set("X-Content-Type-Options", "nosniff")
+	s.w.WriteHeader(http.StatusInternalServerError)
+	io.WriteString(s.w, "500 Internal Server Error\n")
+}

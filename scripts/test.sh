@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Run the whole gowsgi test suite: set-up, go vet, gofmt, then
+# `go test -race` against the system Python and each extra Python build.
+#
+# Usage: scripts/test.sh [go test flags...]   e.g. scripts/test.sh -run TestX -short
+#
+# GOWSGI_PYTHONS: space-separated list of Python install prefixes to test
+# against besides the system one. A prefix without
+# lib/pkgconfig/python3-embed.pc is skipped. By default: every pyenv build of
+# Python 3.10 or newer (under $PYENV_ROOT, or ~/.pyenv), if there are any.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+
+if [[ -z "${GOWSGI_PYTHONS+x}" ]]; then
+	GOWSGI_PYTHONS=""
+	for d in "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.*; do
+		v=${d##*/}
+		minor=${v#3.}
+		minor=${minor%%.*}
+		[[ "$minor" =~ ^[0-9]+$ ]] && ((minor >= 10)) && GOWSGI_PYTHONS+=" $d"
+	done
+fi
+pythons=$GOWSGI_PYTHONS
+
+scripts/setup.sh --tests
+
+if ! command -v go >/dev/null 2>&1; then
+	echo "test: go is not on PATH (see scripts/setup.sh)" >&2
+	exit 1
+fi
+
+echo "== go vet =="
+go vet ./...
+
+echo "== gofmt =="
+# Tracked and untracked (not ignored) Go files that still exist; testdata is
+# skipped as the go tool skips it.
+go_files=()
+if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+	while IFS= read -r f; do
+		[[ -f "$f" ]] && go_files+=("$f")
+	done < <(git ls-files --cached --others --exclude-standard -- '*.go' | grep -v -E '(^|/)testdata/' || true)
+else
+	while IFS= read -r f; do
+		go_files+=("$f")
+	done < <(find . -name '*.go' -not -path '*/testdata/*' -not -path './.git/*')
+fi
+if ((${#go_files[@]} > 0)); then
+	unformatted=$(gofmt -l "${go_files[@]}")
+	if [[ -n "$unformatted" ]]; then
+		echo "test: these files need gofmt -w:" >&2
+		mapfile -t bad <<<"$unformatted"
+		printf '  %s\n' "${bad[@]}" >&2
+		exit 1
+	fi
+fi
+
+summary=()
+failed=0
+
+# The go build cache does not hash pkg-config output, but it does hash
+# CGO_LDFLAGS; the per-prefix rpath below therefore also keeps the builds
+# for different Pythons apart in the cache.
+
+sys_ver=$(pkg-config --modversion python3-embed 2>/dev/null | cut -d. -f1,2 || true)
+label="Python ${sys_ver:-?} (system)"
+echo "== $label =="
+if go test -race -count=1 ./... "$@"; then
+	summary+=("$label: ok")
+else
+	summary+=("$label: FAIL")
+	failed=1
+fi
+
+read -r -a python_dirs <<<"$pythons"
+for dir in ${python_dirs[@]+"${python_dirs[@]}"}; do
+	dir=${dir%/}
+	libdir=$dir/lib
+	if [[ ! -f "$libdir/pkgconfig/python3-embed.pc" ]]; then
+		echo "== Python at $dir: not present, skipped =="
+		summary+=("Python at $dir: skipped")
+		continue
+	fi
+	ver=$(PKG_CONFIG_PATH="$libdir/pkgconfig" pkg-config --modversion python3-embed 2>/dev/null | cut -d. -f1,2 || true)
+	label="Python ${ver:-?} ($dir)"
+	echo "== $label =="
+	if PKG_CONFIG_PATH="$libdir/pkgconfig" \
+		CGO_LDFLAGS="-Wl,-rpath,$libdir" \
+		LD_LIBRARY_PATH="$libdir" \
+		go test -race -count=1 ./... "$@"; then
+		summary+=("$label: ok")
+	else
+		summary+=("$label: FAIL")
+		failed=1
+	fi
+done
+
+echo "== Summary =="
+printf '%s\n' "${summary[@]}"
+exit "$failed"

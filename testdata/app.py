@@ -1,0 +1,651 @@
+"""A WSGI router app used by the Go test suite.
+
+``application`` dispatches on PATH_INFO to one small function per route;
+``validated`` is the same app wrapped in wsgiref.validate.validator.
+
+Standard library only; Python 3.10 to 3.13.
+"""
+
+import contextvars
+import hashlib
+import io
+import json
+import sys
+import threading
+import time
+import urllib.parse
+import uuid
+import wsgiref.validate
+
+TEXT = ("Content-Type", "text/plain")
+OCTET = ("Content-Type", "application/octet-stream")
+
+# Module-level state inspected by tests through other routes.
+CLOSED = []  # QUERY_STRING of every close-marker whose close() ran
+TL_CLOSE = []  # per /threadlocal request: were both values intact in close()?
+STATE = None  # /module-state
+COUNTER = 0  # /counter
+COUNTER_LOCK = threading.Lock()
+UNRAISABLE = []  # records seen by our sys.unraisablehook
+
+_previous_unraisablehook = sys.unraisablehook
+
+
+def _record_unraisable(unraisable):
+    UNRAISABLE.append(unraisable)
+    _previous_unraisablehook(unraisable)
+
+
+sys.unraisablehook = _record_unraisable
+
+_local = threading.local()
+_ctxvar = contextvars.ContextVar("gowsgi_testdata_ctxvar", default=None)
+
+
+# ---------------------------------------------------------------- helpers
+
+def query(environ):
+    """Query arguments as a dict (first value wins).
+
+    QUERY_STRING is Latin-1-decoded bytes; turn it back into bytes so that
+    raw UTF-8 and %-escapes both decode to the same text."""
+    qs = environ.get("QUERY_STRING", "")
+    qs = qs.encode("latin-1").decode("utf-8", "surrogateescape")
+    pairs = urllib.parse.parse_qsl(qs, keep_blank_values=True,
+                                   encoding="utf-8", errors="surrogateescape")
+    args = {}
+    for name, value in pairs:
+        args.setdefault(name, value)
+    return args
+
+
+def int_arg(environ, name, default):
+    value = query(environ).get(name)
+    return default if value is None or value == "" else int(value)
+
+
+def text(start_response, body, status="200 OK", content_type="text/plain"):
+    if isinstance(body, str):
+        body = body.encode("utf-8")
+    start_response(status, [("Content-Type", content_type),
+                            ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def json_response(start_response, obj, status="200 OK"):
+    return text(start_response, json.dumps(obj), status, "application/json")
+
+
+def chunk_of(size):
+    """size bytes of b"x" whose last byte is b"\\n"."""
+    if size <= 0:
+        return b""
+    return b"x" * (size - 1) + b"\n"
+
+
+def latin1_lines(lines):
+    return [line.decode("latin-1") for line in lines]
+
+
+def read_all(stream):
+    """Read to EOF with read(n) calls only (wsgiref.validate forbids read())."""
+    parts = []
+    while True:
+        data = stream.read(65536)
+        if not data:
+            return b"".join(parts)
+        parts.append(data)
+
+
+# ------------------------------------------------------------------ environ
+
+BOOL_KEYS = ("wsgi.multithread", "wsgi.multiprocess", "wsgi.run_once",
+             "wsgi.input_terminated")
+
+
+def environ_route(environ, start_response):
+    out = {}
+    not_latin1 = []
+    for key, value in environ.items():
+        if isinstance(value, str):
+            try:
+                raw = value.encode("latin-1")
+            except UnicodeEncodeError:
+                not_latin1.append(key)  # a gateway bug; report it as is
+                out[key] = value
+            else:
+                out[key] = raw.decode("utf-8", "surrogateescape")
+    for key in ("PATH_INFO", "SCRIPT_NAME"):
+        if isinstance(environ.get(key), str):
+            out["raw:" + key] = [ord(c) for c in environ[key]]
+    version = environ.get("wsgi.version")
+    out["wsgi.version"] = list(version) if isinstance(version, tuple) else repr(version)
+    for key in BOOL_KEYS:
+        value = environ.get(key)
+        out[key] = value if isinstance(value, (bool, type(None))) else repr(value)
+    out["types"] = {str(k): type(v).__name__ for k, v in environ.items()}
+    out["not_latin1"] = sorted(not_latin1)
+    return json_response(start_response, out)
+
+
+# -------------------------------------------------------------------- input
+
+def echo(environ, start_response):
+    stream = environ["wsgi.input"]
+    length = environ.get("CONTENT_LENGTH", "")
+    if length:
+        remaining = int(length)
+        parts = []
+        while remaining > 0:
+            data = stream.read(remaining)
+            if not data:
+                break  # short body; return what arrived
+            parts.append(data)
+            remaining -= len(data)
+        body = b"".join(parts)
+    else:
+        body = read_all(stream)
+    content_type = environ.get("CONTENT_TYPE") or "application/octet-stream"
+    start_response("200 OK", [("Content-Type", content_type),
+                              ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def echo_chunks(environ, start_response):
+    size = int_arg(environ, "size", 65536)
+    stream = environ["wsgi.input"]
+    sizes = []
+    digest = hashlib.sha256()
+    while True:
+        data = stream.read(size)
+        if not data:
+            break
+        sizes.append(len(data))
+        digest.update(data)
+    return json_response(start_response, {"sizes": sizes, "total": sum(sizes),
+                                          "sha256": digest.hexdigest()})
+
+
+def readline_route(environ, start_response):
+    size = query(environ).get("size")
+    stream = environ["wsgi.input"]
+    lines = []
+    while True:
+        line = stream.readline() if size is None else stream.readline(int(size))
+        if not line:
+            break
+        lines.append(line)
+    return json_response(start_response, latin1_lines(lines))
+
+
+def readlines_route(environ, start_response):
+    hint = query(environ).get("hint")
+    stream = environ["wsgi.input"]
+    lines = stream.readlines() if hint is None else stream.readlines(int(hint))
+    return json_response(start_response, latin1_lines(lines))
+
+
+def iter_input(environ, start_response):
+    lines = [line for line in environ["wsgi.input"]]
+    return json_response(start_response, latin1_lines(lines))
+
+
+def read_past_end(environ, start_response):
+    # Note: read() with no argument is not allowed by wsgiref.validate.
+    stream = environ["wsgi.input"]
+    read_all(stream)
+    after = [stream.read(10), stream.read(), stream.readline()]
+    return json_response(start_response, {"after": [repr(x) for x in after]})
+
+
+# ------------------------------------------------------------ body shapes
+
+def stream(environ, start_response):
+    n = int_arg(environ, "n", 100)
+    chunk = chunk_of(int_arg(environ, "size", 1024))
+
+    def body():
+        start_response("200 OK", [TEXT])
+        for _ in range(n):
+            yield chunk
+    return body()
+
+
+def stream_empty_first(environ, start_response):
+    def body():
+        start_response("200 OK", [TEXT])
+        yield b""
+        yield b""
+        yield b"data"
+    return body()
+
+
+def list_route(environ, start_response):
+    n = int_arg(environ, "n", 100)
+    chunk = chunk_of(int_arg(environ, "size", 1024))
+    start_response("200 OK", [TEXT])
+    return [chunk] * n
+
+
+def tuple_route(environ, start_response):
+    start_response("200 OK", [TEXT])
+    return (b"tuple one\n", b"tuple two\n")
+
+
+def str_body(environ, start_response):
+    start_response("200 OK", [TEXT])
+    return ["a str, not bytes"]
+
+
+def str_mid_stream(environ, start_response):
+    def body():
+        start_response("200 OK", [TEXT])
+        yield b"ok\n"
+        yield "a str, not bytes"
+    return body()
+
+
+# --------------------------------------------------------------- failures
+
+def raise_route(environ, start_response):
+    raise RuntimeError("boom before start")
+
+
+def raise_after_start(environ, start_response):
+    def body():
+        start_response("200 OK", [TEXT])
+        yield b"partial\n"
+        raise RuntimeError("boom after start")
+    return body()
+
+
+def raise_in_first_next(environ, start_response):
+    def body():
+        start_response("200 OK", [TEXT])
+        raise RuntimeError("boom in first next")
+        yield b"never"  # makes this a generator
+    return body()
+
+
+def exc_info_route(environ, start_response):
+    start_response("200 OK", [TEXT])
+    try:
+        1 / 0
+    except ZeroDivisionError:
+        start_response("500 Internal Server Error",
+                       [TEXT, ("X-Handled", "yes")], sys.exc_info())
+    return [b"handled\n"]
+
+
+def exc_info_after_headers(environ, start_response):
+    def body():
+        start_response("200 OK", [TEXT])
+        yield b"sent\n"
+        try:
+            1 / 0
+        except ZeroDivisionError:
+            # Headers are out: the gateway must re-raise; let it propagate.
+            start_response("500 Internal Server Error", [TEXT], sys.exc_info())
+        yield b"should not be sent\n"
+    return body()
+
+
+def start_twice(environ, start_response):
+    start_response("200 OK", [TEXT])
+    try:
+        start_response("500 Internal Server Error", [TEXT])
+    except Exception as exc:
+        return [type(exc).__name__.encode("ascii")]
+    return [b"no error"]
+
+
+# Routes whose start_response call the gateway must reject (answer 500,
+# never send the header).  If it does not raise, the body goes out.
+BAD_START = {
+    "/crlf-header": ("200 OK", [TEXT, ("X-Evil", "a\r\nSet-Cookie: pwned=1")]),
+    "/lf-header": ("200 OK", [TEXT, ("X-Evil", "a\nb")]),
+    "/nul-header": ("200 OK", [TEXT, ("X-Evil", "a\x00b")]),
+    "/bad-header-name": ("200 OK", [TEXT, ("Bad Name", "v")]),
+    "/colon-header-name": ("200 OK", [TEXT, ("X-A:b", "v")]),
+    "/non-latin1-header": ("200 OK", [TEXT, ("X-Snow", "\u2603")]),
+    "/bad-status": ("200OK", [TEXT]),
+    "/bad-status-code": ("2x0 Weird", [TEXT]),
+    "/status-crlf": ("200 OK\r\nX-Evil: 1", [TEXT]),
+    "/headers-not-list": ("200 OK", (TEXT,)),
+    "/hop-by-hop": ("200 OK", [TEXT, ("Connection", "close")]),
+}
+
+
+def bad_start(environ, start_response):
+    status, headers = BAD_START[environ["PATH_INFO"]]
+    if isinstance(headers, list):
+        headers = list(headers)  # never hand out the shared table's list
+    start_response(status, headers)  # an exception propagates
+    return [b"should not be sent"]
+
+
+# ------------------------------------------------------------------ write()
+
+def write_route(environ, start_response):
+    write = start_response("200 OK", [TEXT])
+    write(b"via write; ")
+    return [b"via iterable"]
+
+
+def write_only(environ, start_response):
+    n = int_arg(environ, "n", 10)
+    write = start_response("200 OK", [TEXT])
+    for _ in range(n):
+        write(b"w" * 100)
+    return []
+
+
+# ------------------------------------------------------------ file_wrapper
+
+def file_route(environ, start_response):
+    args = query(environ)
+    try:
+        f = open(args["path"], "rb")
+    except (KeyError, OSError) as exc:
+        return text(start_response, "cannot open: %r\n" % (exc,), "404 Not Found")
+    try:
+        if args.get("offset"):
+            f.seek(int(args["offset"]))
+        headers = [OCTET]
+        if args.get("length"):
+            headers.append(("Content-Length", str(int(args["length"]))))
+        start_response("200 OK", headers)
+    except BaseException:
+        f.close()
+        raise
+    return environ["wsgi.file_wrapper"](f, 8192)
+
+
+def filelike(environ, start_response):
+    size = int_arg(environ, "size", 100000)
+    start_response("200 OK", [OCTET])
+    # BytesIO.fileno() raises io.UnsupportedOperation.
+    return environ["wsgi.file_wrapper"](io.BytesIO(b"f" * size))
+
+
+# ---------------------------------------------------------- Content-Length
+
+def cl_short(environ, start_response):
+    start_response("200 OK", [TEXT, ("Content-Length", "100")])
+    return [b"0123456789"]
+
+
+def cl_long(environ, start_response):
+    start_response("200 OK", [TEXT, ("Content-Length", "5")])
+    return [b"0123456789", b"abcdefghij"]
+
+
+# ---------------------------------------------------------------- close()
+
+class CloseMarker:
+    """Iterable body whose close() is recorded in CLOSED."""
+
+    def __init__(self, tag, chunks):
+        self.tag = tag
+        self.chunks = chunks  # a generator
+
+    def __iter__(self):
+        return self.chunks
+
+    def close(self):
+        self.chunks.close()
+        CLOSED.append(self.tag)
+
+
+def close_marker(environ, start_response):
+    def chunks():
+        yield b"chunk one\n"
+        yield b"chunk two\n"
+    start_response("200 OK", [TEXT])
+    return CloseMarker(environ.get("QUERY_STRING", ""), chunks())
+
+
+def close_marker_raise(environ, start_response):
+    def chunks():
+        yield b"chunk one\n"
+        raise RuntimeError("boom in close-marker body")
+    start_response("200 OK", [TEXT])
+    return CloseMarker(environ.get("QUERY_STRING", ""), chunks())
+
+
+def close_marker_slow(environ, start_response):
+    n = int_arg(environ, "n", 100)
+
+    def chunks():
+        for i in range(n):
+            if i:
+                time.sleep(0.01)
+            yield b"s" * 65536
+    start_response("200 OK", [OCTET])
+    return CloseMarker(environ.get("QUERY_STRING", ""), chunks())
+
+
+def closed(environ, start_response):
+    return json_response(start_response, CLOSED)
+
+
+# ------------------------------------------------- thread / context state
+
+class ThreadLocalBody:
+    """Checks that the thread-local and the ContextVar set in the app call
+    are still visible while iterating and in close()."""
+
+    def __init__(self, token):
+        self.token = token
+
+    def intact(self):
+        return (getattr(_local, "token", None) == self.token
+                and _ctxvar.get() == self.token)
+
+    def __iter__(self):
+        for _ in range(5):
+            yield b"ok\n" if self.intact() else b"lost\n"
+
+    def close(self):
+        TL_CLOSE.append(self.intact())
+
+
+def threadlocal(environ, start_response):
+    token = uuid.uuid4().hex
+    _local.token = token
+    _ctxvar.set(token)
+    start_response("200 OK", [TEXT])
+    return ThreadLocalBody(token)
+
+
+def threadlocal_close(environ, start_response):
+    return json_response(start_response, TL_CLOSE)
+
+
+# ------------------------------------------------------------------- misc
+
+def status_route(environ, start_response):
+    code = int_arg(environ, "code", 200)
+    # 204 and 304 have no body; wsgiref.validate forbids a Content-Type there.
+    headers = [] if code in (204, 304) else [TEXT]
+    start_response("%d Whatever" % code, headers)
+    return []
+
+
+def head(environ, start_response):
+    start_response("200 OK", [TEXT, ("Content-Length", "9")])
+    return [b"head body"]
+
+
+def set_header(environ, start_response):
+    args = query(environ)
+    start_response("200 OK", [TEXT, (args.get("name", ""), args.get("value", ""))])
+    return [b"ok"]
+
+
+def sleep(environ, start_response):
+    time.sleep(int_arg(environ, "ms", 100) / 1000.0)
+    return text(start_response, b"slept")
+
+
+def errors(environ, start_response):
+    err = environ["wsgi.errors"]
+    err.write("line one\nline two\n")
+    err.writelines(["a\n", "b\n"])
+    err.flush()
+    return text(start_response, b"logged")
+
+
+def module_state(environ, start_response):
+    global STATE
+    args = query(environ)
+    if "set" in args:
+        STATE = args["set"]
+    return json_response(start_response, {"state": STATE, "id": id(sys.modules)})
+
+
+def counter(environ, start_response):
+    global COUNTER
+    with COUNTER_LOCK:
+        COUNTER += 1
+        value = COUNTER
+    return json_response(start_response, value)
+
+
+def unraisable(environ, start_response):
+    return json_response(start_response, len(UNRAISABLE))
+
+
+KEPT = {}  # wsgi.input, start_response and write kept past their request
+
+
+def keep(environ, start_response):
+    KEPT["input"] = environ["wsgi.input"]
+    KEPT["start_response"] = start_response
+    KEPT["write"] = start_response("200 OK", [TEXT])
+    return [b"kept"]
+
+
+def use_kept(environ, start_response):
+    """Uses what /keep kept; each must raise now that its request ended."""
+    calls = {
+        "read": lambda: KEPT["input"].read(1),
+        "start_response": lambda: KEPT["start_response"]("200 OK", [TEXT]),
+        "write": lambda: KEPT["write"](b"late"),
+    }
+    out = {}
+    for name, call in calls.items():
+        try:
+            call()
+            out[name] = "no error"
+        except Exception as exc:  # the test wants the type
+            out[name] = type(exc).__name__
+    return json_response(start_response, out)
+
+
+EVENTS = {}  # /wait-stream waits on these until /release sets them
+EVENTS_LOCK = threading.Lock()
+
+
+def event(environ):
+    with EVENTS_LOCK:
+        return EVENTS.setdefault(query(environ).get("key", ""), threading.Event())
+
+
+def wait_stream(environ, start_response):
+    """Yields one chunk, then waits (GIL released) until /release?key=."""
+    ev = event(environ)
+    start_response("200 OK", [TEXT])
+
+    def chunks():
+        yield b"first\n"
+        ev.wait(30)
+        yield b"second\n"
+    return chunks()
+
+
+def release(environ, start_response):
+    event(environ).set()
+    return [b""] if start_response("200 OK", [TEXT]) else [b""]
+
+
+def wait_file(environ, start_response):
+    """Marks that it started (creates PATH.started), then waits until a
+    file at PATH exists: a release a test can give without a request."""
+    import os
+    path = query(environ)["path"]
+    open(path + ".started", "w").close()
+    deadline = time.monotonic() + 30
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return text(start_response, b"released")
+
+
+def hello(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"Hello, World!"]
+
+
+def not_found(environ, start_response):
+    return text(start_response, "not found: %r\n" % environ.get("PATH_INFO"),
+                "404 Not Found")
+
+
+# ----------------------------------------------------------------- router
+
+ROUTES = {
+    "/environ": environ_route,
+    "/echo": echo,
+    "/echo-chunks": echo_chunks,
+    "/readline": readline_route,
+    "/readlines": readlines_route,
+    "/iter-input": iter_input,
+    "/read-past-end": read_past_end,
+    "/stream": stream,
+    "/stream-empty-first": stream_empty_first,
+    "/list": list_route,
+    "/tuple": tuple_route,
+    "/raise": raise_route,
+    "/raise-after-start": raise_after_start,
+    "/raise-in-first-next": raise_in_first_next,
+    "/exc-info": exc_info_route,
+    "/exc-info-after-headers": exc_info_after_headers,
+    "/start-twice": start_twice,
+    "/write": write_route,
+    "/write-only": write_only,
+    "/file": file_route,
+    "/filelike": filelike,
+    "/str-body": str_body,
+    "/str-mid-stream": str_mid_stream,
+    "/cl-short": cl_short,
+    "/cl-long": cl_long,
+    "/close-marker": close_marker,
+    "/close-marker-raise": close_marker_raise,
+    "/close-marker-slow": close_marker_slow,
+    "/closed": closed,
+    "/threadlocal": threadlocal,
+    "/threadlocal-close": threadlocal_close,
+    "/status": status_route,
+    "/head": head,
+    "/set-header": set_header,
+    "/sleep": sleep,
+    "/errors": errors,
+    "/module-state": module_state,
+    "/counter": counter,
+    "/unraisable": unraisable,
+    "/keep": keep,
+    "/use-kept": use_kept,
+    "/hello": hello,
+    "/wait-stream": wait_stream,
+    "/release": release,
+    "/wait-file": wait_file,
+}
+ROUTES.update(dict.fromkeys(BAD_START, bad_start))
+
+
+def application(environ, start_response):
+    route = ROUTES.get(environ.get("PATH_INFO", ""), not_found)
+    return route(environ, start_response)
+
+
+validated = wsgiref.validate.validator(application)

@@ -1,0 +1,3 @@
+"""Has an 'application' that is not callable."""
+
+application = "not a function"

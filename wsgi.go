@@ -1,0 +1,189 @@
+package wsgi
+
+/*
+#include "cpython.h"
+*/
+import "C"
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"runtime/cgo"
+	"sync"
+	"unsafe"
+)
+
+// Errors returned by the handler.
+var (
+	// ErrClosed is returned by Shutdown and Close's waits and answered as
+	// 503 to requests that arrive after the handler began shutting down.
+	ErrClosed = errors.New("wsgi: handler closed")
+)
+
+// A PythonError is a Python exception copied into Go: loading errors from
+// [NewHandler] wrap one.
+type PythonError struct {
+	Type      string // the exception's type, e.g. "ModuleNotFoundError"
+	Message   string // str() of the exception
+	Traceback string // the formatted traceback, as Python prints it
+}
+
+func (e *PythonError) Error() string {
+	if e.Message == "" {
+		return e.Type
+	}
+	return e.Type + ": " + e.Message
+}
+
+// A Handler serves one WSGI application as an http.Handler. It owns a
+// Python interpreter (see [WithInterpreter]); many handlers, each with its
+// own app, can live in one process. ServeHTTP is safe for concurrent use;
+// [WithThreads] requests run in Python at once and the rest wait in Go.
+type Handler struct {
+	opts   options
+	log    *slog.Logger
+	handle cgo.Handle
+	ip     *interp
+
+	slots []slot
+	free  chan int      // indices of free slots: the admission semaphore
+	done  chan struct{} // closed when shutdown begins
+
+	closeOnce sync.Once
+	endMu     sync.Mutex
+	ended     bool
+}
+
+// NewHandler starts Python if it is not running yet, creates the
+// handler's interpreter and loads the app. A wrong module, a missing or
+// uncallable attribute, an exception at import or a bad option fails here,
+// never at the first request; a Python error comes wrapped as a
+// *[PythonError] with its traceback.
+func NewHandler(opts ...Option) (*Handler, error) {
+	o := defaultOptions()
+	for _, opt := range opts {
+		if err := opt(&o); err != nil {
+			return nil, fmt.Errorf("wsgi: %w", err)
+		}
+	}
+	if o.app == "" {
+		return nil, errors.New(`wsgi: no app: give WithApp("module:callable") or a script file`)
+	}
+	if err := startRuntime(o.runtime); err != nil {
+		return nil, err
+	}
+	h := &Handler{
+		opts:  o,
+		log:   o.logger,
+		slots: make([]slot, o.threads),
+		free:  make(chan int, o.threads),
+		done:  make(chan struct{}),
+	}
+	if h.log == nil {
+		h.log = slog.Default()
+	}
+	h.handle = cgo.NewHandle(h)
+	ip, err := newInterp(&o, uintptr(h.handle))
+	if err != nil {
+		h.handle.Delete()
+		return nil, err
+	}
+	h.ip = ip
+	for i := range h.slots {
+		h.slots[i].init(h, i)
+		h.free <- i
+	}
+	return h, nil
+}
+
+// ServeHTTP runs the app for r. See the package documentation for the
+// environ it builds and how errors become HTTP.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s, err := h.acquire(r.Context())
+	if err != nil {
+		if errors.Is(err, ErrClosed) {
+			http.Error(w, "503 service unavailable: the application is shutting down", http.StatusServiceUnavailable)
+		}
+		return // the client went away while waiting
+	}
+	defer h.release(s)
+	s.serve(w, r)
+}
+
+func (h *Handler) acquire(ctx context.Context) (*slot, error) {
+	select {
+	case <-h.done:
+		return nil, ErrClosed
+	default:
+	}
+	select {
+	case i := <-h.free:
+		return &h.slots[i], nil
+	case <-h.done:
+		return nil, ErrClosed
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (h *Handler) release(s *slot) {
+	s.reset()
+	h.free <- s.idx
+}
+
+// Shutdown stops admitting requests (later ones get 503), waits for those
+// in flight to finish, then ends the interpreter. If ctx ends first,
+// Shutdown returns its error and the interpreter keeps running for the
+// requests still in flight; call Shutdown or Close again to finish. Calling
+// it after the handler has ended is a no-op.
+func (h *Handler) Shutdown(ctx context.Context) error {
+	h.closeOnce.Do(func() { close(h.done) })
+	h.endMu.Lock()
+	defer h.endMu.Unlock()
+	if h.ended {
+		return nil
+	}
+	var taken []int
+	defer func() {
+		if !h.ended {
+			for _, i := range taken {
+				h.free <- i
+			}
+		}
+	}()
+	for len(taken) < len(h.slots) {
+		select {
+		case i := <-h.free:
+			taken = append(taken, i)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	h.ip.end()
+	for i := range h.slots {
+		h.slots[i].free()
+	}
+	h.handle.Delete()
+	h.ended = true
+	return nil
+}
+
+// Close is Shutdown without a deadline: it waits for requests in flight.
+func (h *Handler) Close() error {
+	return h.Shutdown(context.Background())
+}
+
+// handlerOf returns the handler behind a handle C passed back.
+func handlerOf(handle C.uintptr_t) *Handler {
+	return cgo.Handle(handle).Value().(*Handler)
+}
+
+func cbytes(p *C.char, n C.size_t) []byte {
+	if n == 0 {
+		return nil
+	}
+	return unsafe.Slice((*byte)(unsafe.Pointer(p)), int(n))
+}

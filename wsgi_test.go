@@ -1,0 +1,287 @@
+package wsgi_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/gowsgi/wsgi"
+)
+
+func testdata(t testing.TB, rel string) string {
+	abs, err := filepath.Abs(filepath.Join("testdata", rel))
+	require.NoError(t, err)
+	return abs
+}
+
+func TestLoadErrors(t *testing.T) {
+	dir := testdata(t, "loaderrors")
+	cases := []struct {
+		spec      string
+		typ, text string
+	}{
+		{"no_such_module_here", "ModuleNotFoundError", "no_such_module_here"},
+		{"raises_at_import", "RuntimeError", "this module refuses to import"},
+		{"syntax_error", "SyntaxError", ""},
+		{"not_callable", "TypeError", "not callable"},
+		{"factory:missing", "AttributeError", "'missing'"},
+		{"factory:no_such_factory()", "AttributeError", "no_such_factory"},
+		{filepath.Join(dir, "nope.wsgi"), "FileNotFoundError", "nope.wsgi"},
+		{filepath.Join(dir, "raises_at_import.py"), "RuntimeError", "refuses"},
+	}
+	for _, c := range cases {
+		t.Run(c.spec, func(t *testing.T) {
+			h, err := wsgi.NewHandler(wsgi.WithApp(c.spec), wsgi.WithPythonPath(dir))
+			require.Error(t, err)
+			assert.Nil(t, h)
+			var pe *wsgi.PythonError
+			require.ErrorAs(t, err, &pe)
+			assert.Equal(t, c.typ, pe.Type)
+			assert.Contains(t, err.Error(), c.text)
+			assert.Contains(t, err.Error(), fmt.Sprintf("load %q", c.spec), "the error names the spec")
+			assert.Contains(t, pe.Traceback, c.typ, "the traceback comes with it")
+		})
+	}
+	t.Run("no app", func(t *testing.T) {
+		_, err := wsgi.NewHandler()
+		require.ErrorContains(t, err, "WithApp")
+	})
+	t.Run("bad options", func(t *testing.T) {
+		for _, opt := range []wsgi.Option{wsgi.WithThreads(0), wsgi.WithApp(" "), wsgi.WithPythonPath(""), wsgi.WithInterpreter(wsgi.Interpreter(9))} {
+			_, err := wsgi.NewHandler(wsgi.WithApp("x"), opt)
+			require.Error(t, err)
+			assert.Regexp(t, `^wsgi: With[A-Za-z]+\(`, err.Error(), "the error names the option")
+		}
+	})
+}
+
+func TestAppSpecs(t *testing.T) {
+	dir := testdata(t, "loaderrors")
+	for spec, want := range map[string]string{
+		"factory:create_app()":                             "from factory",
+		"factory:server.wsgi_app":                          "from dotted",
+		filepath.Join(dir, "factory.py") + ":create_app()": "from factory",
+		testdata(t, "hello.py"):                            "Hello, World!",
+	} {
+		h, err := wsgi.NewHandler(wsgi.WithApp(spec), wsgi.WithPythonPath(dir))
+		require.NoError(t, err, spec)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
+		assert.Equal(t, want, rec.Body.String(), spec)
+		require.NoError(t, h.Close())
+	}
+}
+
+func TestInterpretersAreSeparate(t *testing.T) {
+	h1, _ := newHandler(t, "application")
+	h2, _ := newHandler(t, "application")
+	s1, s2 := serve(t, h1), serve(t, h2)
+	var a, b struct {
+		State *string
+		ID    int64
+	}
+	getJSON(t, s1, "/module-state?set=one", &a)
+	getJSON(t, s2, "/module-state", &b)
+	assert.Equal(t, "one", *a.State)
+	assert.Nil(t, b.State, "a module global set in one handler's app is not seen by another's")
+	assert.NotEqual(t, a.ID, b.ID, "each handler has its own sys.modules")
+}
+
+func TestMainInterpreterOnlyOnce(t *testing.T) {
+	h, _ := newHandler(t, "application", wsgi.WithInterpreter(wsgi.MainInterpreter))
+	srv := serve(t, h)
+	assert.Equal(t, "Hello, World!", get(t, srv, "/hello").body)
+
+	_, err := wsgi.NewHandler(wsgi.WithApp(appSpec(t, "application")), wsgi.WithInterpreter(wsgi.MainInterpreter))
+	require.ErrorContains(t, err, "WithInterpreter(MainInterpreter)")
+	require.ErrorContains(t, err, "SubInterpreter")
+}
+
+func TestNextRequestAfterError(t *testing.T) {
+	h, _ := newHandler(t, "application")
+	srv := serve(t, h)
+	for range 20 {
+		assert.Equal(t, 500, get(t, srv, "/raise").status)
+		assert.Equal(t, "Hello, World!", get(t, srv, "/hello").body)
+	}
+}
+
+func TestWSGIErrorsLogged(t *testing.T) {
+	h, sink := newHandler(t, "validated")
+	srv := serve(t, h)
+	assert.Equal(t, "logged", get(t, srv, "/errors").body)
+	var lines []string
+	for _, rec := range sink.find("wsgi.errors") {
+		lines = append(lines, rec["line"])
+	}
+	assert.Equal(t, []string{"line one", "line two", "a", "b"}, lines)
+}
+
+func TestConcurrentRequests(t *testing.T) {
+	h, _ := newHandler(t, "application", wsgi.WithThreads(4))
+	srv := serve(t, h)
+	var wg sync.WaitGroup
+	const n = 200
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := get(t, srv, "/counter")
+			assert.Equal(t, 200, r.status)
+		}()
+	}
+	wg.Wait()
+	var count int
+	getJSON(t, srv, "/counter", &count)
+	assert.Equal(t, n+1, count)
+}
+
+// TestThreadsAdmission checks WithThreads: with one thread a second request
+// waits in Go while the first is in Python, and a waiting request whose
+// client gives up leaves without ever entering Python.
+func TestThreadsAdmission(t *testing.T) {
+	h, _ := newHandler(t, "application", wsgi.WithThreads(1))
+	srv := serve(t, h)
+	gate := filepath.Join(t.TempDir(), "gate")
+
+	first := make(chan response)
+	go func() { first <- get(t, srv, "/wait-file?path="+url.QueryEscape(gate)) }()
+	eventually(t, func() bool { return exists(gate + ".started") }, "the first request never started")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL+"/counter", nil)
+	_, err := srv.Client().Do(req)
+	require.ErrorIs(t, err, context.DeadlineExceeded, "the only thread is busy: the request waits")
+
+	require.NoError(t, os.WriteFile(gate, nil, 0o644))
+	assert.Equal(t, "released", (<-first).body)
+	var count int
+	getJSON(t, srv, "/counter", &count)
+	assert.Equal(t, 1, count, "the abandoned request never reached the app")
+}
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
+
+func TestShutdown(t *testing.T) {
+	h, err := wsgi.NewHandler(wsgi.WithApp(appSpec(t, "application")), wsgi.WithLogger(slog.New(slog.DiscardHandler)))
+	require.NoError(t, err)
+	srv := serve(t, h)
+
+	inflight := make(chan response)
+	go func() { inflight <- get(t, srv, "/sleep?ms=300") }()
+	time.Sleep(50 * time.Millisecond)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, h.Shutdown(ctx))
+	r := <-inflight
+	assert.Equal(t, "slept", r.body, "the request in flight finishes")
+
+	r = get(t, srv, "/hello")
+	assert.Equal(t, http.StatusServiceUnavailable, r.status, "requests after shutdown get 503")
+	require.NoError(t, h.Close(), "Close after Shutdown is a no-op")
+	require.NoError(t, h.Close(), "a second Close is a no-op")
+}
+
+func TestShutdownDeadline(t *testing.T) {
+	h, err := wsgi.NewHandler(wsgi.WithApp(appSpec(t, "application")), wsgi.WithLogger(slog.New(slog.DiscardHandler)))
+	require.NoError(t, err)
+	srv := serve(t, h)
+	inflight := make(chan response)
+	go func() { inflight <- get(t, srv, "/sleep?ms=500") }()
+	time.Sleep(50 * time.Millisecond)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+	defer cancel()
+	require.ErrorIs(t, h.Shutdown(ctx), context.DeadlineExceeded)
+	assert.Equal(t, "slept", (<-inflight).body, "the interpreter kept serving the request in flight")
+	require.NoError(t, h.Close())
+}
+
+func TestManyHandlersCreatedAndClosed(t *testing.T) {
+	for i := range 30 {
+		h, err := wsgi.NewHandler(wsgi.WithApp(testdata(t, "hello.py")))
+		require.NoError(t, err)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
+		require.Equal(t, "Hello, World!", rec.Body.String(), "handler %d", i)
+		require.NoError(t, h.Close())
+	}
+}
+
+// TestCgoCallsPerRequest checks the crossing budget in cpython.h: one cgo
+// call for a list response.
+func TestCgoCallsPerRequest(t *testing.T) {
+	h, err := wsgi.NewHandler(wsgi.WithApp(testdata(t, "hello.py")))
+	require.NoError(t, err)
+	defer h.Close()
+	req := httptest.NewRequest("GET", "/", nil)
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req) // warm up: thread states
+	const n = 100
+	before := runtime.NumCgoCall()
+	for range n {
+		rec = httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+	}
+	calls := runtime.NumCgoCall() - before
+	assert.Equal(t, "Hello, World!", rec.Body.String())
+	assert.Equal(t, int64(n), calls, "cgo calls for %d list responses", n)
+}
+
+// panicWriter panics on Write, as a broken middleware might.
+type panicWriter struct{ http.ResponseWriter }
+
+func (panicWriter) Write([]byte) (int, error) { panic("writer exploded") }
+
+func TestPanickingWriter(t *testing.T) {
+	h, _ := newHandler(t, "application", wsgi.WithThreads(1))
+	for _, path := range []string{"/hello", "/stream?n=3", "/write"} {
+		func() {
+			defer func() {
+				assert.Equal(t, "writer exploded", fmt.Sprint(recover()), path)
+			}()
+			h.ServeHTTP(panicWriter{httptest.NewRecorder()}, httptest.NewRequest("GET", path, nil))
+		}()
+		// The GIL and the slot came back: the next request is served.
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", "/hello", nil))
+		assert.Equal(t, "Hello, World!", rec.Body.String(), "after a panic in %s", path)
+	}
+}
+
+func TestPythonErrorString(t *testing.T) {
+	e := &wsgi.PythonError{Type: "ValueError", Message: "bad"}
+	assert.Equal(t, "ValueError: bad", e.Error())
+	var target *wsgi.PythonError
+	assert.True(t, errors.As(fmt.Errorf("wrapped: %w", e), &target))
+	assert.Equal(t, "KeyboardInterrupt", (&wsgi.PythonError{Type: "KeyboardInterrupt"}).Error())
+}
+
+func TestServedThroughRecorder(t *testing.T) {
+	h, _ := newHandler(t, "validated")
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("POST", "/echo", strings.NewReader("via recorder")))
+	assert.Equal(t, 200, rec.Code)
+	body, _ := io.ReadAll(rec.Body)
+	assert.Equal(t, "via recorder", string(body))
+}
