@@ -707,8 +707,13 @@ static PyObject *start_response_impl(PyObject *self, PyObject *args, PyObject *k
 	int code = check_response(status, headers);
 	if (code < 0)
 		return NULL;
+	/* Keep a copy: the app may change its list after this call, and what
+	 * goes out must be what was checked.  Tuples and str are immutable. */
+	PyObject *copy = PyList_GetSlice(headers, 0, PyList_GET_SIZE(headers));
+	if (copy == NULL)
+		return NULL;
 	Py_XSETREF(rq->status, Py_NewRef(status));
-	Py_XSETREF(rq->headers, Py_NewRef(headers));
+	Py_XSETREF(rq->headers, copy);
 	rq->status_code = code;
 	rq->headers_reported = 0;
 	return PyCFunction_New(&write_def, self);
@@ -978,6 +983,21 @@ failure:
 	return rc;
 }
 
+/* gh-116510: on 3.12 and 3.13.0, ending a legacy sub-interpreter frees
+ * immortal interned strings that other interpreters still use (through the
+ * copied dicts of single-phase extension modules), and a later interpreter
+ * reads freed memory; seen here as a corrupted attribute name on 3.13.0.
+ * The fix shipped in 3.13.1.  Py_Version is the running library's version,
+ * which may differ from the headers'. */
+int gowsgi_can_end_subinterpreters(void)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+	return Py_Version >= 0x030D0100;
+#else
+	return 1;
+#endif
+}
+
 void gowsgi_interp_end(gowsgi_interp *gi)
 {
 	pthread_mutex_lock(&registry_mu);
@@ -1005,7 +1025,9 @@ void gowsgi_interp_end(gowsgi_interp *gi)
 	Py_CLEAR(gi->format_exception);
 	Py_CLEAR(gi->file_wrapper);
 	Py_CLEAR(gi->input_type);
-	if (gi->is_main) {
+	if (gi->is_main || !gowsgi_can_end_subinterpreters()) {
+		/* A sub-interpreter that cannot be ended safely is left alive,
+		 * without our references: a leak instead of a crash. */
 		PyEval_SaveThread();
 	} else {
 		Py_EndInterpreter(gi->owner);
@@ -1270,7 +1292,6 @@ gowsgi_req *gowsgi_request_start(gowsgi_interp *gi, const char *envp, size_t env
 		gi_leave(ts, temp);
 		return NULL;
 	}
-	Py_INCREF(gi->input_type); /* heap type instances own a type reference */
 	memset((char *)rq + sizeof(PyObject), 0, sizeof *rq - sizeof(PyObject));
 	rq->gi = gi;
 	rq->handler = handler;

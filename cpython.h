@@ -62,6 +62,11 @@ gowsgi_interp *gowsgi_interp_new(int main, uintptr_t handler, gowsgi_error *err)
  * sub-interpreter).  No request may be running in it.  Control thread only. */
 void gowsgi_interp_end(gowsgi_interp *gi);
 
+/* Reports whether this Python can end sub-interpreters safely (not on 3.12
+ * and 3.13.0: gh-116510); where it cannot, gowsgi_interp_end leaves the
+ * interpreter alive without the handler's references. */
+int gowsgi_can_end_subinterpreters(void);
+
 /* Runs the bootstrap source (bootstrap.py, borrowed for the call) in the
  * interpreter, prepends the NUL-separated directories in paths (pathslen
  * bytes) to sys.path, and loads the app named by spec.  Any OS thread.

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -17,6 +18,24 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
+
+// lockedBuffer is a bytes.Buffer safe to read while the command writes.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
 
 // gowsgiBin builds the command once for the tests that run it.
 func gowsgiBin(t *testing.T) string {
@@ -28,13 +47,13 @@ func gowsgiBin(t *testing.T) string {
 }
 
 // start runs the command and returns it with the URL it printed.
-func start(t *testing.T, bin string, args ...string) (*exec.Cmd, string, *bytes.Buffer) {
+func start(t *testing.T, bin string, args ...string) (*exec.Cmd, string, *lockedBuffer) {
 	t.Helper()
 	cmd := exec.Command(bin, args...)
 	stdout, err := cmd.StdoutPipe()
 	require.NoError(t, err)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
+	stderr := &lockedBuffer{}
+	cmd.Stderr = stderr
 	require.NoError(t, cmd.Start())
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	line, err := bufio.NewReader(stdout).ReadString('\n')
@@ -42,7 +61,7 @@ func start(t *testing.T, bin string, args ...string) (*exec.Cmd, string, *bytes.
 	url := regexp.MustCompile(`http://\S+`).FindString(line)
 	require.NotEmpty(t, url, line)
 	go io.Copy(io.Discard, stdout)
-	return cmd, url, &stderr
+	return cmd, url, stderr
 }
 
 func TestServeAndStopOnSIGTERM(t *testing.T) {
@@ -60,7 +79,7 @@ func TestServeAndStopOnSIGTERM(t *testing.T) {
 	go func() { done <- cmd.Wait() }()
 	select {
 	case err := <-done:
-		require.NoError(t, err, "a clean exit after SIGTERM; stderr: %s", stderr)
+		require.NoError(t, err, "a clean exit after SIGTERM; stderr: %s", stderr.String())
 	case <-time.After(20 * time.Second):
 		t.Fatal("gowsgi did not exit after SIGTERM")
 	}
