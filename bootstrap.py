@@ -43,13 +43,8 @@ def is_script(path):
     return "/" in path or path.endswith((".py", ".wsgi"))
 
 
-def load(spec):
-    """Returns the WSGI callable named by spec.
-
-    spec is "module.path:callable" or "/path/to/script.wsgi[:callable]"; the
-    callable defaults to "application", may be dotted ("app.wsgi_app") and
-    may end in "()" to call a factory ("app:create_app()").
-    """
+def _load_target(spec):
+    """Returns (module, attrs, where) for spec."""
     target, sep, attrs = spec.rpartition(":")
     if not sep or (is_script(attrs) and not is_script(target)):
         target, attrs = spec, ""
@@ -69,14 +64,64 @@ def load(spec):
         except BaseException:
             del sys.modules[name]
             raise
-        where = f"script {path}"
-    else:
-        module = importlib.import_module(target)
-        where = f"module {target!r}"
+        return module, attrs, f"script {path}"
+    return importlib.import_module(target), attrs, f"module {target!r}"
+
+
+# What the last load used, for reload() and for the files to watch.
+_loaded = {"spec": None, "middleware": (), "modules": []}
+
+
+def load(spec, middleware=()):
+    """Returns the WSGI callable named by spec, wrapped in middleware.
+
+    spec is "module.path:callable" or "/path/to/script.wsgi[:callable]"; the
+    callable defaults to "application", may be dotted ("app.wsgi_app") and
+    may end in "()" to call a factory ("app:create_app()").  middleware is a
+    list of (module, callable); the first is the outermost.
+    """
+    module, attrs, where = _load_target(spec)
+    modules = [module]
     app = _resolve(module, attrs, where)
     if not callable(app):
         raise TypeError(f"{attrs} in {where} is not callable (it is {type(app).__name__})")
+    for mod_name, attr in reversed(middleware):
+        mw_module = importlib.import_module(mod_name)
+        modules.append(mw_module)
+        wrap = _resolve(mw_module, attr, f"middleware module {mod_name!r}")
+        if not callable(wrap):
+            raise TypeError(f"middleware {mod_name}:{attr} is not callable")
+        app = wrap(app)
+        if not callable(app):
+            raise TypeError(f"middleware {mod_name}:{attr} returned {type(app).__name__}, not a WSGI callable")
+    _loaded.update(spec=spec, middleware=tuple(middleware), modules=modules)
     return app
+
+
+def files():
+    """The source files of the app's and the middleware's modules."""
+    out = []
+    for m in _loaded["modules"]:
+        f = getattr(m, "__file__", None)
+        if f and f not in out:
+            out.append(os.path.abspath(f))
+    return out
+
+
+def reload():
+    """Drops the app's and middleware's modules and loads them again.  If
+    loading fails, the old modules are put back and the error raised."""
+    saved = {}
+    for m in _loaded["modules"]:
+        name = m.__name__
+        if sys.modules.get(name) is m:
+            saved[name] = sys.modules.pop(name)
+    importlib.invalidate_caches()
+    try:
+        return load(_loaded["spec"], _loaded["middleware"])
+    except BaseException:
+        sys.modules.update(saved)
+        raise
 
 
 class FileWrapper:

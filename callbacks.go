@@ -41,8 +41,9 @@ func go_input_read(handle C.uintptr_t, idx C.int, buf *C.char, n C.size_t, msg *
 	}
 }
 
-// go_write sends data for write(). hdr, when not NULL, holds the status and
-// headers to send first, encoded as for gowsgi_result. Returns 0, or -1
+// go_write sends data for write(), or keeps it under WithWriteBuffering.
+// hdr, when not NULL, holds the status and headers to send first, encoded
+// as for gowsgi_result. Returns 0, or -1
 // with a message in msg when the client cannot be written to.
 //
 //export go_write
@@ -58,10 +59,21 @@ func go_write(handle C.uintptr_t, idx C.int, hdr *C.char, hdrlen, statuslen C.si
 	defer s.recoverInto(&got, msg, msgcap)
 	if hdr != nil {
 		s.parseHeaders(cbytes(hdr, hdrlen), int(statuslen), int(status))
-		if err := s.sendHeaders(-1); err != nil {
-			putMsg(msg, msgcap, err.Error())
+	}
+	if s.h.opts.writeBuffering {
+		// Kept until the app returns; commit sends it with the headers.
+		if s.wbuf == nil {
+			s.wbuf = newSpillBuffer(s.h.opts.bufferSize, s.h.opts.tempPath)
+		}
+		if _, err := s.wbuf.Write(cbytes(data, n)); err != nil {
+			putMsg(msg, msgcap, "write buffering: "+err.Error())
 			return -1
 		}
+		return 0
+	}
+	if err := s.commit(-1); err != nil {
+		putMsg(msg, msgcap, err.Error())
+		return -1
 	}
 	s.write(cbytes(data, n))
 	s.flush()

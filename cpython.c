@@ -298,6 +298,7 @@ struct gowsgi_req {
 	PyObject *file;    /* the file-like behind a GOWSGI_FILE result */
 	PyThreadState *ts;
 	int ts_temp;
+	int flags; /* GOWSGI_HEAD, GOWSGI_OPTIMIZE_HEADERS */
 
 	/* wsgi.input buffer (PyMem_Raw memory) */
 	char *ibuf;
@@ -938,11 +939,64 @@ gowsgi_interp *gowsgi_interp_new(int main, uintptr_t handler, gowsgi_error *err)
 	return gi;
 }
 
+/* Splits n bytes of NUL-terminated strings into a new list of str. */
+static PyObject *strings_list(const char *p, size_t n)
+{
+	PyObject *list = PyList_New(0);
+	for (size_t i = 0; list != NULL && i < n;) {
+		size_t len = strnlen(p + i, n - i);
+		PyObject *s = PyUnicode_DecodeFSDefaultAndSize(p + i, len);
+		if (s == NULL || PyList_Append(list, s) < 0)
+			Py_CLEAR(list);
+		Py_XDECREF(s);
+		i += len + 1;
+	}
+	return list;
+}
+
+/* Fills *files with the app's source files from _gowsgi.files(), as
+ * malloc'd NUL-terminated strings one after the other; *fileslen is their
+ * total size.  Returns 0 or -1 with an exception set. */
+static int files_out(PyObject *mod, char **files, size_t *fileslen)
+{
+	PyObject *list = PyObject_CallMethod(mod, "files", NULL);
+	if (list == NULL)
+		return -1;
+	size_t total = 0;
+	for (Py_ssize_t i = 0; i < PyList_GET_SIZE(list); i++) {
+		const char *f = PyUnicode_AsUTF8(PyList_GET_ITEM(list, i));
+		if (f == NULL)
+			goto failure;
+		total += strlen(f) + 1;
+	}
+	char *out = malloc(total ? total : 1);
+	if (out == NULL) {
+		PyErr_NoMemory();
+		goto failure;
+	}
+	char *p = out;
+	for (Py_ssize_t i = 0; i < PyList_GET_SIZE(list); i++) {
+		const char *f = PyUnicode_AsUTF8(PyList_GET_ITEM(list, i));
+		size_t n = strlen(f) + 1;
+		memcpy(p, f, n);
+		p += n;
+	}
+	free(*files);
+	*files = out;
+	*fileslen = total;
+	Py_DECREF(list);
+	return 0;
+failure:
+	Py_DECREF(list);
+	return -1;
+}
+
 int gowsgi_interp_load(gowsgi_interp *gi, const char *bootstrap, const char *paths,
-		       size_t pathslen, const char *spec, gowsgi_error *err)
+		       size_t pathslen, const char *spec, const char *mw, size_t mwlen,
+		       char **files, size_t *fileslen, gowsgi_error *err)
 {
 	int temp, rc = -1;
-	PyObject *mod = NULL, *list = NULL, *res = NULL;
+	PyObject *mod = NULL, *list = NULL, *pairs = NULL, *res = NULL;
 	PyThreadState *ts = gi_enter(gi, &temp);
 
 	if (gi->environ_base == NULL && interp_setup(gi, bootstrap) < 0)
@@ -950,25 +1004,28 @@ int gowsgi_interp_load(gowsgi_interp *gi, const char *bootstrap, const char *pat
 	mod = PyImport_ImportModule("_gowsgi");
 	if (mod == NULL)
 		goto failure;
-	list = PyList_New(0);
+	list = strings_list(paths, pathslen);
 	if (list == NULL)
 		goto failure;
-	for (size_t i = 0; i < pathslen;) {
-		size_t n = strnlen(paths + i, pathslen - i);
-		PyObject *p = PyUnicode_DecodeFSDefaultAndSize(paths + i, n);
-		if (p == NULL || PyList_Append(list, p) < 0) {
-			Py_XDECREF(p);
-			goto failure;
-		}
-		Py_DECREF(p);
-		i += n + 1;
-	}
 	res = PyObject_CallMethod(mod, "add_paths", "O", list);
 	if (res == NULL)
 		goto failure;
 	Py_CLEAR(res);
-	res = PyObject_CallMethod(mod, "load", "s", spec);
-	if (res == NULL)
+	Py_CLEAR(list);
+	list = strings_list(mw, mwlen);
+	if (list == NULL)
+		goto failure;
+	pairs = PyList_New(0);
+	for (Py_ssize_t i = 0; pairs != NULL && i + 1 < PyList_GET_SIZE(list); i += 2) {
+		PyObject *t = PyTuple_Pack(2, PyList_GET_ITEM(list, i), PyList_GET_ITEM(list, i + 1));
+		if (t == NULL || PyList_Append(pairs, t) < 0)
+			Py_CLEAR(pairs);
+		Py_XDECREF(t);
+	}
+	if (pairs == NULL)
+		goto failure;
+	res = PyObject_CallMethod(mod, "load", "sO", spec, pairs);
+	if (res == NULL || files_out(mod, files, fileslen) < 0)
 		goto failure;
 	Py_XSETREF(gi->app, res);
 	res = NULL;
@@ -977,7 +1034,31 @@ failure:
 	if (rc < 0)
 		err_fill(gi->format_exception, err);
 	Py_XDECREF(res);
+	Py_XDECREF(pairs);
 	Py_XDECREF(list);
+	Py_XDECREF(mod);
+	gi_leave(ts, temp);
+	return rc;
+}
+
+int gowsgi_interp_reload(gowsgi_interp *gi, char **files, size_t *fileslen, gowsgi_error *err)
+{
+	int temp, rc = -1;
+	PyThreadState *ts = gi_enter(gi, &temp);
+	PyObject *res = NULL, *mod = PyImport_ImportModule("_gowsgi");
+	if (mod == NULL)
+		goto failure;
+	res = PyObject_CallMethod(mod, "reload", NULL);
+	if (res == NULL || files_out(mod, files, fileslen) < 0)
+		goto failure;
+	/* Requests running the old app hold their own reference to it. */
+	Py_XSETREF(gi->app, res);
+	res = NULL;
+	rc = 0;
+failure:
+	if (rc < 0)
+		err_fill(gi->format_exception, err);
+	Py_XDECREF(res);
 	Py_XDECREF(mod);
 	gi_leave(ts, temp);
 	return rc;
@@ -1205,6 +1286,13 @@ fallback:
 	return 0;
 }
 
+static int no_body_needed(gowsgi_req *rq)
+{
+	return (rq->flags & GOWSGI_OPTIMIZE_HEADERS) && rq->status != NULL &&
+	       ((rq->flags & GOWSGI_HEAD) || rq->status_code == 204 ||
+		rq->status_code == 304);
+}
+
 /* Advances rq->iter to the next non-empty chunk.  Needs the GIL. */
 static void req_advance(gowsgi_req *rq, char *buf, size_t cap, gowsgi_result *res)
 {
@@ -1229,6 +1317,16 @@ static void req_advance(gowsgi_req *rq, char *buf, size_t cap, gowsgi_result *re
 		}
 		if (PyBytes_GET_SIZE(item) == 0) {
 			Py_DECREF(item);
+			if (no_body_needed(rq)) {
+				/* wsgi_optimize_send_headers: the app yielded b""
+				 * after start_response and no body is wanted, so
+				 * the headers go out now and the generator is not
+				 * advanced again. */
+				if (report_headers(rq, buf, cap, res) < 0)
+					goto failure;
+				res->state = GOWSGI_DONE;
+				return;
+			}
 			continue;
 		}
 		if (report_headers(rq, buf, cap, res) < 0) {
@@ -1298,6 +1396,7 @@ gowsgi_req *gowsgi_request_start(gowsgi_interp *gi, const char *envp, size_t env
 	rq->slot = slot;
 	rq->ts = ts;
 	rq->ts_temp = temp;
+	rq->flags = flags;
 
 	env = environ_build(gi, envp, envlen, flags);
 	if (env == NULL || PyDict_SetItem(env, gi->key_input, (PyObject *)rq) < 0)
@@ -1305,7 +1404,10 @@ gowsgi_req *gowsgi_request_start(gowsgi_interp *gi, const char *envp, size_t env
 	sr = PyCFunction_New(&start_response_def, (PyObject *)rq);
 	if (sr == NULL)
 		goto failure;
-	result = PyObject_CallFunctionObjArgs(gi->app, env, sr, NULL);
+	/* A reference of our own: a reload may replace gi->app meanwhile. */
+	PyObject *app = Py_NewRef(gi->app);
+	result = PyObject_CallFunctionObjArgs(app, env, sr, NULL);
+	Py_DECREF(app);
 	Py_CLEAR(sr);
 	Py_CLEAR(env);
 	if (result == NULL)

@@ -67,13 +67,24 @@ void gowsgi_interp_end(gowsgi_interp *gi);
  * interpreter alive without the handler's references. */
 int gowsgi_can_end_subinterpreters(void);
 
-/* Runs the bootstrap source (bootstrap.py, borrowed for the call) in the
- * interpreter, prepends the NUL-separated directories in paths (pathslen
- * bytes) to sys.path, and loads the app named by spec.  Any OS thread.
+/* Runs the bootstrap source (bootstrap.py) in the interpreter once,
+ * prepends the directories in paths to sys.path, and loads the app named by
+ * spec wrapped in the middleware in mw (module, callable, module, ...).
+ * paths and mw hold NUL-terminated strings one after the other, pathslen
+ * and mwlen bytes in all; every string argument is borrowed for the call.
+ * On success *files is a new malloc'd list of the app's source files in the
+ * same form (*fileslen bytes), which the caller frees.  Any OS thread.
  * Returns 0, or -1 with *err filled. */
 int gowsgi_interp_load(gowsgi_interp *gi, const char *bootstrap,
 		       const char *paths, size_t pathslen, const char *spec,
-		       gowsgi_error *err);
+		       const char *mw, size_t mwlen, char **files,
+		       size_t *fileslen, gowsgi_error *err);
+
+/* Drops the app's and middleware's modules from sys.modules and loads them
+ * again; on failure the old app keeps serving.  *files as for load.  Any OS
+ * thread.  Returns 0, or -1 with *err filled. */
+int gowsgi_interp_reload(gowsgi_interp *gi, char **files, size_t *fileslen,
+			 gowsgi_error *err);
 
 /* The outcome of gowsgi_request_start and gowsgi_request_next. */
 enum {
@@ -108,6 +119,8 @@ typedef struct {
 /* Request flags, packed by Go. */
 enum {
 	GOWSGI_HTTPS = 1,
+	GOWSGI_HEAD = 2,             /* the request is a HEAD */
+	GOWSGI_OPTIMIZE_HEADERS = 4, /* wsgi_optimize_send_headers */
 };
 
 /* Calls the app.  env is the packed environ (see environ.go), borrowed for

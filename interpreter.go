@@ -8,10 +8,17 @@ import "C"
 
 import (
 	_ "embed"
+	"errors"
 	"fmt"
+	"net/http"
 	"runtime"
+	"os"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 	"unsafe"
 )
 
@@ -36,9 +43,10 @@ var rt struct {
 // runtimeSettings are the process-wide options; they apply when the first
 // handler starts Python.
 type runtimeSettings struct {
-	executable string
-	home       string
-	optimize   int
+	executable  string
+	home        string
+	optimize    int
+	optimizeSet bool
 }
 
 // onControl runs f on the control thread: one goroutine locked to its OS
@@ -94,13 +102,20 @@ func startRuntime(s runtimeSettings) error {
 func checkSettings(have, want runtimeSettings) error {
 	switch {
 	case want.executable != "" && want.executable != have.executable:
-		return fmt.Errorf("wsgi: WithPythonExecutable(%q): Python already runs with executable %q; it is process-wide and set by the first handler", want.executable, have.executable)
+		return fmt.Errorf("wsgi: WithPythonExecutable(%q): Python already runs with executable %s; it is process-wide and set by the first handler", want.executable, orDefault(have.executable))
 	case want.home != "" && want.home != have.home:
-		return fmt.Errorf("wsgi: WithPythonHome(%q): Python already runs with home %q; it is process-wide and set by the first handler", want.home, have.home)
-	case want.optimize != 0 && want.optimize != have.optimize:
+		return fmt.Errorf("wsgi: WithPythonHome(%q): Python already runs with home %s; it is process-wide and set by the first handler", want.home, orDefault(have.home))
+	case want.optimizeSet && want.optimize != have.optimize:
 		return fmt.Errorf("wsgi: WithPythonOptimize(%d): Python already runs with optimize level %d; it is process-wide and set by the first handler", want.optimize, have.optimize)
 	}
 	return nil
+}
+
+func orDefault(s string) string {
+	if s == "" {
+		return "(the default)"
+	}
+	return strconv.Quote(s)
 }
 
 // PythonVersion returns the version of the CPython gowsgi is linked with,
@@ -113,9 +128,23 @@ func PythonVersion() string {
 type interp struct {
 	c    *C.gowsgi_interp
 	main bool
+
+	// Requests hold mu shared while they use the interpreter; ending it
+	// takes mu, so it waits for them.
+	mu   sync.RWMutex
+	dead bool
+
+	files atomic.Pointer[[]stamp] // the app's source files, for reloading
 }
 
-// newInterp creates the interpreter for a handler and loads its app.
+// A stamp is what a stat of one source file said.
+type stamp struct {
+	path string
+	mod  time.Time
+	size int64
+}
+
+// newInterp creates an interpreter for a handler and loads its app.
 func newInterp(o *options, handler uintptr) (*interp, error) {
 	ip := &interp{main: o.interpreter == MainInterpreter}
 	if ip.main {
@@ -142,29 +171,108 @@ func newInterp(o *options, handler uintptr) (*interp, error) {
 	return ip, nil
 }
 
-func (ip *interp) load(o *options) error {
-	var paths []byte
-	for _, p := range o.pythonPath {
-		paths = append(append(paths, p...), 0)
+// nulJoin packs strings as C reads them: each NUL-terminated, one after
+// the other.
+func nulJoin(ss ...string) []byte {
+	var b []byte
+	for _, s := range ss {
+		b = append(append(b, s...), 0)
 	}
+	return b
+}
+
+func cptr(b []byte) *C.char {
+	if len(b) == 0 {
+		return nil
+	}
+	return (*C.char)(unsafe.Pointer(&b[0]))
+}
+
+func (ip *interp) load(o *options) error {
+	paths := nulJoin(o.pythonPath...)
+	var mw []string
+	for _, m := range o.middleware {
+		mw = append(mw, m.module, m.callable)
+	}
+	mwb := nulJoin(mw...)
 	boot := C.CString(bootstrapSource)
 	defer C.free(unsafe.Pointer(boot))
 	spec := C.CString(o.app)
 	defer C.free(unsafe.Pointer(spec))
-	var pathp *C.char
-	if len(paths) > 0 {
-		pathp = (*C.char)(unsafe.Pointer(&paths[0]))
-	}
 	var cerr C.gowsgi_error
+	var files *C.char
+	var fileslen C.size_t
 	// One call; no thread lock needed, the thread state cache is per call.
-	if C.gowsgi_interp_load(ip.c, boot, pathp, C.size_t(len(paths)), spec, &cerr) != 0 {
+	if C.gowsgi_interp_load(ip.c, boot, cptr(paths), C.size_t(len(paths)), spec,
+		cptr(mwb), C.size_t(len(mwb)), &files, &fileslen, &cerr) != 0 {
 		return fmt.Errorf("wsgi: load %q: %w", o.app, takeError(&cerr))
 	}
+	ip.setFiles(files, fileslen)
 	return nil
 }
 
-// end ends the interpreter; no request may run in it.
+// reload reloads the app's modules in place (ReloadModule).
+func (ip *interp) reload(spec string) error {
+	var cerr C.gowsgi_error
+	var files *C.char
+	var fileslen C.size_t
+	if C.gowsgi_interp_reload(ip.c, &files, &fileslen, &cerr) != 0 {
+		return fmt.Errorf("wsgi: reload %q: %w", spec, takeError(&cerr))
+	}
+	ip.setFiles(files, fileslen)
+	return nil
+}
+
+// setFiles records the stamps of the source files C listed, and frees the
+// list.
+func (ip *interp) setFiles(files *C.char, n C.size_t) {
+	list := strings.Split(strings.TrimSuffix(string(cbytes(files, n)), "\x00"), "\x00")
+	C.free(unsafe.Pointer(files))
+	var stamps []stamp
+	for _, f := range list {
+		if f != "" {
+			stamps = append(stamps, stampOf(f))
+		}
+	}
+	ip.files.Store(&stamps)
+}
+
+func stampOf(path string) stamp {
+	st := stamp{path: path, size: -1}
+	if fi, err := os.Stat(path); err == nil {
+		st.mod, st.size = fi.ModTime(), fi.Size()
+	}
+	return st
+}
+
+// changed returns the stamps of the app's files if any differs from the
+// one recorded at load, else nil.
+func (ip *interp) changed() []stamp {
+	files := ip.files.Load()
+	if files == nil {
+		return nil
+	}
+	var now []stamp
+	diff := false
+	for _, f := range *files {
+		st := stampOf(f.path)
+		now = append(now, st)
+		diff = diff || !st.mod.Equal(f.mod) || st.size != f.size
+	}
+	if !diff {
+		return nil
+	}
+	return now
+}
+
+// end waits for the requests using the interpreter, then ends it.
 func (ip *interp) end() {
+	ip.mu.Lock()
+	defer ip.mu.Unlock()
+	if ip.dead {
+		return
+	}
+	ip.dead = true
 	onControl(func() { C.gowsgi_interp_end(ip.c) })
 	ip.c = nil
 	ip.releaseMain()
@@ -194,4 +302,76 @@ func boolInt(b bool) C.int {
 		return 1
 	}
 	return 0
+}
+
+// reloadIfChanged reloads the app when one of its files changed since it
+// was loaded (WithScriptReloading). With ReloadProcess the current request
+// is served by the old app with "Refresh: 0", and the restart function is
+// called once.
+func (h *Handler) reloadIfChanged(w http.ResponseWriter) {
+	ip := h.ip.Load()
+	now := ip.changed()
+	if now == nil {
+		return
+	}
+	h.reloadMu.Lock()
+	defer h.reloadMu.Unlock()
+	if h.ip.Load() != ip || ip.changed() == nil || slices.Equal(now, h.failed) {
+		return // reloaded meanwhile, or this version already failed
+	}
+	if h.opts.reload == ReloadProcess {
+		w.Header().Set("Refresh", "0")
+	}
+	if err := h.reloadLocked(); err != nil {
+		h.failed = now
+		attrs := []any{"error", err.Error()}
+		var pe *PythonError
+		if errors.As(err, &pe) {
+			attrs = append(attrs, "traceback", pe.Traceback)
+		}
+		h.log.Error("wsgi: reload failed; the old app keeps serving until its files change again", attrs...)
+		return
+	}
+	h.failed = nil
+	h.log.Info("wsgi: reloaded the app", "app", h.opts.app, "mechanism", h.opts.reload.String())
+}
+
+// Reload brings in the app's current code now, as WithReloadMechanism says,
+// whether or not its files changed. If loading fails the old app keeps
+// serving and the error, with its traceback, is returned.
+func (h *Handler) Reload() error {
+	h.reloadMu.Lock()
+	defer h.reloadMu.Unlock()
+	select {
+	case <-h.done:
+		return ErrClosed
+	default:
+	}
+	return h.reloadLocked()
+}
+
+func (h *Handler) reloadLocked() error {
+	switch h.opts.reload {
+	case ReloadProcess:
+		if f := h.opts.processReload; f != nil {
+			h.restartOnce.Do(func() { go f() })
+		}
+		return nil
+	case ReloadInterpreter:
+		fresh, err := newInterp(&h.opts, uintptr(h.handle))
+		if err != nil {
+			return err
+		}
+		old := h.ip.Swap(fresh)
+		h.retiring.Add(1)
+		go func() {
+			defer h.retiring.Done()
+			old.end() // after the requests still running on it
+		}()
+		return nil
+	default:
+		ip := h.enter()
+		defer ip.mu.RUnlock()
+		return ip.reload(h.opts.app)
+	}
 }

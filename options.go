@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 )
@@ -46,6 +48,19 @@ type options struct {
 	logger      *slog.Logger
 	scriptName  string
 	runtime     runtimeSettings
+
+	middleware      []middleware
+	vars            []envVar
+	passAuth        bool
+	ranges          bool
+	reloading       bool
+	reload          ReloadMechanism
+	processReload   func()
+	optimizeHeaders bool
+	outputBuffering bool
+	writeBuffering  bool
+	bufferSize      int
+	tempPath        *tempPath // nil: os.TempDir(), checked when needed
 }
 
 // defaultThreads is the number of requests admitted into one interpreter at
@@ -53,7 +68,28 @@ type options struct {
 const defaultThreads = 8
 
 func defaultOptions() options {
-	return options{threads: defaultThreads}
+	return options{threads: defaultThreads, bufferSize: os.Getpagesize()}
+}
+
+// check validates combinations once every option is applied.
+func (o *options) check() error {
+	if o.app == "" {
+		return errors.New(`no app: give WithApp("module:callable") or a script file`)
+	}
+	if o.reload == ReloadInterpreter && o.interpreter == MainInterpreter {
+		return errors.New("WithReloadMechanism(ReloadInterpreter) cannot replace the main interpreter; use ReloadModule with MainInterpreter")
+	}
+	if o.reload == ReloadProcess && o.processReload == nil {
+		return errors.New("WithReloadMechanism(ReloadProcess) needs WithProcessReload(func) to say how to restart")
+	}
+	if o.writeBuffering && o.tempPath == nil {
+		tp, err := newTempPath(os.TempDir())
+		if err != nil {
+			return fmt.Errorf("WithWriteBuffering(true) spills to os.TempDir(), which failed: %w; give WithTempPath", err)
+		}
+		o.tempPath = tp
+	}
+	return nil
 }
 
 // WithApp names the WSGI application: "package.module:callable", or a
@@ -142,4 +178,300 @@ func WithScriptName(prefix string) Option {
 		o.scriptName = prefix
 		return nil
 	}
+}
+
+// A ReloadMechanism says how [WithScriptReloading] brings in a changed app.
+type ReloadMechanism int
+
+const (
+	// ReloadModule drops the app's module (and its middleware modules)
+	// from sys.modules and imports them again in the same interpreter.
+	// Other modules the app imported stay as they are. The nginx module's
+	// wsgi_reload_mechanism module, and the default.
+	ReloadModule ReloadMechanism = iota
+	// ReloadInterpreter loads the app into a fresh interpreter and swaps it
+	// in; requests in flight finish on the old one, which is then ended.
+	// Everything is reloaded. CPython keeps part of an ended interpreter's
+	// memory (and on 3.12 and 3.13.0 gowsgi cannot end it at all), so this
+	// is a development tool, not a way to recycle a server.
+	ReloadInterpreter
+	// ReloadProcess serves the current request with the old app, adding
+	// "Refresh: 0" so a browser asks again, and calls the function given
+	// by [WithProcessReload] once, which should restart the process
+	// gracefully. The nginx module's wsgi_reload_mechanism process.
+	ReloadProcess
+)
+
+func (m ReloadMechanism) String() string {
+	switch m {
+	case ReloadModule:
+		return "ReloadModule"
+	case ReloadInterpreter:
+		return "ReloadInterpreter"
+	case ReloadProcess:
+		return "ReloadProcess"
+	}
+	return fmt.Sprintf("ReloadMechanism(%d)", int(m))
+}
+
+type middleware struct{ module, callable string }
+
+// WithMiddleware wraps the app in a WSGI middleware: callable (default
+// "middleware") of module is called with the app and returns the wrapped
+// app. Repeatable: the first middleware given is the outermost, so it sees
+// the request first and the response last, as in Django's MIDDLEWARE list.
+// A missing module or callable fails NewHandler. The nginx module's
+// wsgi_middleware.
+func WithMiddleware(module, callable string) Option {
+	return func(o *options) error {
+		if module == "" {
+			return errors.New(`WithMiddleware("", ...): name the middleware's module`)
+		}
+		if callable == "" {
+			callable = "middleware"
+		}
+		o.middleware = append(o.middleware, middleware{module, callable})
+		return nil
+	}
+}
+
+// WithPassAuthorization passes the Authorization header to the app as
+// HTTP_AUTHORIZATION. Off by default, as CGI servers do, since the server
+// is expected to authenticate. The nginx module's wsgi_pass_authorization.
+func WithPassAuthorization(on bool) Option {
+	return func(o *options) error {
+		o.passAuth = on
+		return nil
+	}
+}
+
+// WithRanges answers Range requests for the app: a GET whose response is a
+// 200 of known length (a list or tuple body, a wsgi.file_wrapper file, or
+// any body with a Content-Length) gets 206 with the ranges asked for
+// (multipart/byteranges for several), 416 when none can be satisfied, and
+// the whole body when If-Range does not match. Such responses announce
+// "Accept-Ranges: bytes". A file is sent range by range with sendfile; any
+// other body is iterated, skipping the bytes before a range, and the
+// iteration stops after the last range (close() still runs). Ranges that
+// overlap or are not in ascending order get the whole body. Off by
+// default. The nginx module's wsgi_allow_ranges.
+func WithRanges(on bool) Option {
+	return func(o *options) error {
+		o.ranges = on
+		return nil
+	}
+}
+
+// WithScriptReloading checks, before each request, whether the app's
+// script or module file (or a middleware's) has changed (a stat, not a
+// read) and reloads the app as [WithReloadMechanism] says. A reload that
+// fails, such as a syntax error, keeps the old app serving, logs the
+// traceback and is tried again when the file changes again. Off by default.
+// The nginx module's wsgi_script_reloading.
+func WithScriptReloading(on bool) Option {
+	return func(o *options) error {
+		o.reloading = on
+		return nil
+	}
+}
+
+// WithReloadMechanism chooses how a changed app is brought in, by
+// [WithScriptReloading] or [Handler.Reload]. Default [ReloadModule]. The
+// nginx module's wsgi_reload_mechanism.
+func WithReloadMechanism(m ReloadMechanism) Option {
+	return func(o *options) error {
+		if m < ReloadModule || m > ReloadProcess {
+			return fmt.Errorf("WithReloadMechanism(%v): use ReloadModule, ReloadInterpreter or ReloadProcess", m)
+		}
+		o.reload = m
+		return nil
+	}
+}
+
+// WithProcessReload gives the function [ReloadProcess] calls, once, when
+// the app has changed; it should restart the process gracefully (the
+// gowsgi command re-executes itself). It runs on its own goroutine.
+func WithProcessReload(restart func()) Option {
+	return func(o *options) error {
+		o.processReload = restart
+		return nil
+	}
+}
+
+// WithOptimizeSendHeaders lets a response that needs no body, to a HEAD
+// request or with status 204 or 304, go out as soon as the app's generator
+// yields b"" after start_response: the generator is not advanced further
+// (its close() still runs). Without it, every generator is run to its end.
+// Off by default. The nginx module's wsgi_optimize_send_headers.
+func WithOptimizeSendHeaders(on bool) Option {
+	return func(o *options) error {
+		o.optimizeHeaders = on
+		return nil
+	}
+}
+
+// WithOutputBuffering gathers the chunks the app yields into a buffer of
+// [WithWriteBufferSize] bytes and writes it when it fills or the body ends,
+// instead of sending and flushing every chunk (PEP 3333's default). A body
+// that ends before the buffer fills is sent with a Content-Length. Off by
+// default. The nginx module's wsgi_output_buffering.
+func WithOutputBuffering(on bool) Option {
+	return func(o *options) error {
+		o.outputBuffering = on
+		return nil
+	}
+}
+
+// WithWriteBuffering keeps what the app passes to write() instead of
+// sending it at once: in memory up to [WithWriteBufferSize] bytes, then in
+// a temp file under [WithTempPath]. The response goes out when the app
+// returns, with a Content-Length when its iterable adds nothing. Temp files
+// are removed after the response, whatever happened. PEP 3333 asks a
+// gateway not to buffer write(), so this is off by default. The nginx
+// module's wsgi_write_buffering.
+func WithWriteBuffering(on bool) Option {
+	return func(o *options) error {
+		o.writeBuffering = on
+		return nil
+	}
+}
+
+// WithWriteBufferSize sets the buffer of [WithOutputBuffering] and
+// [WithWriteBuffering], in bytes. Default the page size (os.Getpagesize);
+// at least 1. The nginx module's wsgi_write_buffer_size.
+func WithWriteBufferSize(n int) Option {
+	return func(o *options) error {
+		if n < 1 {
+			return fmt.Errorf("WithWriteBufferSize(%d): need at least 1 byte", n)
+		}
+		o.bufferSize = n
+		return nil
+	}
+}
+
+// WithTempPath sets where [WithWriteBuffering] spills: dir, created if
+// missing, with up to three levels of hashed sub-directories of 1 or 2
+// digits each, as nginx's wsgi_temp_path and client_body_temp_path (levels
+// 1, 2 put file 0000000123 at dir/3/12/0000000123). A directory that cannot
+// be written fails NewHandler. Default os.TempDir() with no levels.
+func WithTempPath(dir string, levels ...int) Option {
+	return func(o *options) error {
+		tp, err := newTempPath(dir, levels...)
+		if err != nil {
+			return err
+		}
+		o.tempPath = tp
+		return nil
+	}
+}
+
+// WithPythonOptimize sets Python's optimization level, as python -O (1) or
+// -OO (2): asserts are skipped, and at 2 docstrings dropped. Process-wide:
+// it applies when the first handler starts Python, and a later handler
+// asking for another level fails. Default 0. The nginx module's
+// wsgi_python_optimize.
+func WithPythonOptimize(level int) Option {
+	return func(o *options) error {
+		if level < 0 || level > 2 {
+			return fmt.Errorf("WithPythonOptimize(%d): use 0, 1 or 2", level)
+		}
+		o.runtime.optimize = level
+		o.runtime.optimizeSet = true
+		return nil
+	}
+}
+
+// WithPythonExecutable sets sys.executable, from which Python finds its
+// prefix: a virtualenv's bin/python selects that virtualenv, so its
+// site-packages are importable. It must be an executable file of the same
+// Python version gowsgi is linked with. Process-wide, like
+// [WithPythonOptimize]. Default: the python3.X next to the linked
+// library's prefix. The nginx module's wsgi_python_executable.
+func WithPythonExecutable(path string) Option {
+	return func(o *options) error {
+		abs, err := filepath.Abs(path)
+		if err != nil {
+			return fmt.Errorf("WithPythonExecutable(%q): %w", path, err)
+		}
+		st, err := os.Stat(abs)
+		if err != nil || !st.Mode().IsRegular() || st.Mode()&0o111 == 0 {
+			return fmt.Errorf("WithPythonExecutable(%q): not an executable file; give the path of a python, such as a virtualenv's bin/python", path)
+		}
+		o.runtime.executable = abs
+		return nil
+	}
+}
+
+// WithPythonHome sets Python's home, the prefix holding its standard
+// library (lib/python3.X), as PYTHONHOME does. Process-wide, like
+// [WithPythonOptimize]. Default: found from the executable. The nginx
+// module's wsgi_python_home.
+func WithPythonHome(dir string) Option {
+	return func(o *options) error {
+		st, err := os.Stat(dir)
+		if err != nil || !st.IsDir() {
+			return fmt.Errorf("WithPythonHome(%q): not a directory; give a Python prefix that holds lib/python3.X", dir)
+		}
+		abs, _ := filepath.Abs(dir)
+		o.runtime.home = abs
+		return nil
+	}
+}
+
+// An envVar is one WithVar or WithVarFunc: a key set after the HTTP_ keys.
+type envVar struct {
+	name string
+	tmpl []varPart
+	fn   func(*http.Request) string
+}
+
+// WithVar adds name to every request's environ with value expanded per
+// request. value mixes text and nginx-style variables: $remote_addr,
+// $remote_port, $server_addr, $server_port, $scheme, $host,
+// $request_method, $request_uri, $uri, $args, $http_NAME (every line of
+// that header, joined), $cookie_NAME, $arg_NAME, also written ${name}; "$$"
+// is a literal "$". An unknown variable fails NewHandler. Vars are set
+// after the HTTP_ keys, so WithVar("HTTP_COOKIE", "$http_cookie") replaces
+// that key, and later vars replace earlier ones. The nginx module's
+// wsgi_var.
+func WithVar(name, value string) Option {
+	return func(o *options) error {
+		if err := checkVarName(name); err != nil {
+			return fmt.Errorf("WithVar(%q, %q): %w", name, value, err)
+		}
+		tmpl, err := parseVar(value)
+		if err != nil {
+			return fmt.Errorf("WithVar(%q, %q): %w", name, value, err)
+		}
+		o.vars = append(o.vars, envVar{name: name, tmpl: tmpl})
+		return nil
+	}
+}
+
+// WithVarFunc adds name to every request's environ with the value fn
+// returns for the request, like [WithVar]. fn runs on the request's
+// goroutine and must be safe for concurrent use.
+func WithVarFunc(name string, fn func(*http.Request) string) Option {
+	return func(o *options) error {
+		if err := checkVarName(name); err != nil {
+			return fmt.Errorf("WithVarFunc(%q): %w", name, err)
+		}
+		if fn == nil {
+			return fmt.Errorf("WithVarFunc(%q, nil): give a function", name)
+		}
+		o.vars = append(o.vars, envVar{name: name, fn: fn})
+		return nil
+	}
+}
+
+func checkVarName(name string) error {
+	if name == "" || len(name) > 0xffff {
+		return errors.New("the name must be non-empty")
+	}
+	switch name {
+	case "wsgi.input", "wsgi.errors", "wsgi.version", "wsgi.multithread",
+		"wsgi.multiprocess", "wsgi.run_once", "wsgi.file_wrapper", "wsgi.input_terminated":
+		return errors.New("the gateway owns this key")
+	}
+	return nil
 }

@@ -32,6 +32,7 @@ type slot struct {
 	res *C.gowsgi_result // C memory: Go's pointers never reach C
 	buf *C.char          // C memory, slotBufSize bytes
 	env envBuf
+	out []byte // WithOutputBuffering's buffer, kept for the next request
 
 	w       http.ResponseWriter
 	r       *http.Request
@@ -39,9 +40,13 @@ type slot struct {
 	pending []header // reported by the app, not yet sent
 	hdrSent bool
 	cl      int64 // the app's Content-Length, or -1
-	written int64
-	panic   any   // a panic recovered in a callback, re-raised in Go
-	werr    error // the first error writing to the client
+	written int64 // body bytes taken from the app (before ranges)
+	plan    *rangePlan
+	rw      *rangeWriter // the body goes through it for a 206
+	wbuf    *spillBuffer // WithWriteBuffering: what write() was given
+	stop    bool         // no more body is wanted
+	panic   any          // a panic recovered in a callback, re-raised in Go
+	werr    error        // the first error writing to the client
 }
 
 type header struct{ name, value string }
@@ -59,25 +64,28 @@ func (s *slot) free() {
 }
 
 func (s *slot) reset() {
-	s.w, s.r = nil, nil
-	s.pending = s.pending[:0]
-	s.panic, s.werr = nil, nil
+	if s.wbuf != nil {
+		s.wbuf.Close()
+	}
+	*s = slot{h: s.h, idx: s.idx, res: s.res, buf: s.buf, env: s.env[:0],
+		out: s.out[:0], pending: s.pending[:0]}
 	if cap(s.env) > 1<<20 {
 		s.env = nil // one huge request should not pin its buffer
 	}
 }
 
-func (s *slot) serve(w http.ResponseWriter, r *http.Request) {
-	s.w, s.r = w, r
-	s.status, s.hdrSent, s.cl, s.written = 0, false, -1, 0
-	s.env = s.h.packEnviron(s.env[:0], r)
+func (s *slot) serve(ip *interp, w http.ResponseWriter, r *http.Request) {
+	s.w, s.r, s.cl = w, r, -1
+	s.env = s.h.packEnviron(s.env, r)
 	var flags C.int
 	if r.TLS != nil {
 		flags |= C.GOWSGI_HTTPS
 	}
-	var envp *C.char
-	if len(s.env) > 0 {
-		envp = (*C.char)(unsafe.Pointer(&s.env[0]))
+	if r.Method == http.MethodHead {
+		flags |= C.GOWSGI_HEAD
+	}
+	if s.h.opts.optimizeHeaders {
+		flags |= C.GOWSGI_OPTIMIZE_HEADERS
 	}
 
 	// Locked before the first call so that, if the response needs more
@@ -85,7 +93,7 @@ func (s *slot) serve(w http.ResponseWriter, r *http.Request) {
 	// threading.local and contextvars stay put. A response finished in
 	// one call unlocks at once.
 	runtime.LockOSThread()
-	rq := C.gowsgi_request_start(s.h.ip.c, envp, C.size_t(len(s.env)), flags,
+	rq := C.gowsgi_request_start(ip.c, cptr(s.env), C.size_t(len(s.env)), flags,
 		C.uintptr_t(s.h.handle), C.int(s.idx), s.buf, slotBufSize, s.res)
 	if rq == nil {
 		runtime.UnlockOSThread()
@@ -105,15 +113,16 @@ func (s *slot) complete() {
 		s.fail(takeError(&res.err))
 		return
 	}
-	body := unsafe.Slice((*byte)(unsafe.Pointer(s.buf)), int(res.hdrlen+res.bodylen))[res.hdrlen:]
-	if !s.hdrSent { // write() may have sent them
+	if res.hdrlen > 0 {
 		s.takeHeaders(res)
-		if err := s.sendHeaders(int64(len(body))); err != nil {
-			s.fail(err)
-			return
-		}
+	}
+	body := unsafe.Slice((*byte)(unsafe.Pointer(s.buf)), int(res.hdrlen+res.bodylen))[res.hdrlen:]
+	if err := s.commit(int64(len(body))); err != nil {
+		s.fail(err)
+		return
 	}
 	s.write(body)
+	s.endBody()
 }
 
 // stream sends the response of a request that needs more than one call.
@@ -130,29 +139,67 @@ func (s *slot) stream(rq *C.gowsgi_req) {
 			s.fail(takeError(&res.err))
 			return
 		case C.GOWSGI_DONE:
-			if !s.hdrSent {
-				if err := s.sendHeaders(length); err != nil {
-					s.fail(err)
-				}
+			if err := s.commit(int64(len(s.out))); err != nil {
+				s.fail(err)
+				return
 			}
+			s.endBody()
 			return
 		case C.GOWSGI_FILE:
 			s.sendFile(int(res.fd), int64(res.filesize))
 			return
 		case C.GOWSGI_CHUNK:
-			if !s.hdrSent {
-				if err := s.sendHeaders(length); err != nil {
-					s.fail(err)
-					return
-				}
+			chunk := unsafe.Slice((*byte)(unsafe.Pointer(res.chunk)), int(res.chunklen))
+			if err := s.chunk(chunk, length); err != nil {
+				s.fail(err)
+				return
 			}
-			s.write(unsafe.Slice((*byte)(unsafe.Pointer(res.chunk)), int(res.chunklen)))
-			s.flush()
-			if s.werr != nil || (s.cl >= 0 && s.written >= s.cl) {
-				return // the client is gone, or the body is cut at Content-Length
+			if s.werr != nil || s.stop {
+				return // the client is gone, or no more body is wanted
 			}
 		}
-		C.gowsgi_request_next(rq, boolInt(s.hdrSent), s.buf, slotBufSize, res)
+		C.gowsgi_request_next(rq, boolInt(s.hdrSent || s.wbuf != nil), s.buf, slotBufSize, res)
+	}
+}
+
+// chunk sends one chunk the app yielded; length is the whole body's when
+// known. With WithOutputBuffering it gathers chunks instead.
+func (s *slot) chunk(p []byte, length int64) error {
+	if !s.h.opts.outputBuffering {
+		if err := s.commit(length); err != nil {
+			return err
+		}
+		s.write(p)
+		s.flush()
+		return nil
+	}
+	s.out = append(s.out, p...)
+	if len(s.out) < s.h.opts.bufferSize {
+		return nil
+	}
+	if err := s.commit(length); err != nil {
+		return err
+	}
+	s.write(s.out)
+	s.out = s.out[:0]
+	s.flush()
+	return nil
+}
+
+// endBody writes what output buffering still holds and ends a multipart
+// range body.
+func (s *slot) endBody() {
+	if len(s.out) > 0 {
+		s.write(s.out)
+		s.out = s.out[:0]
+	}
+	if s.rw != nil && s.werr == nil {
+		if err := s.rw.finish(); err != nil {
+			// The app's body was shorter than its length: the client
+			// must not take what it got as whole.
+			s.werr = err
+			panic(http.ErrAbortHandler)
+		}
 	}
 }
 
@@ -194,9 +241,54 @@ func (s *slot) parseHeaders(b []byte, statuslen, status int) {
 	}
 }
 
-// sendHeaders writes the status and headers. bodylen, when not -1, is the
+// commit sends the headers, if they have not gone out, and what write()
+// buffered. rest is the length of the body still to come when known, else
+// -1.
+func (s *slot) commit(rest int64) error {
+	if s.hdrSent {
+		return nil
+	}
+	if s.wbuf == nil {
+		return s.sendHeaders(rest)
+	}
+	wbuf := s.wbuf
+	s.wbuf = nil
+	defer wbuf.Close()
+	total := int64(-1)
+	if rest >= 0 {
+		total = wbuf.Len() + rest
+	}
+	if err := s.sendHeaders(total); err != nil {
+		return err
+	}
+	if s.rw == nil && (s.cl < 0 || s.cl >= wbuf.Len()) && !s.stop {
+		// Straight from the temp file: sendfile where the writer can.
+		n, err := wbuf.WriteTo(s.w)
+		s.written += n
+		if err != nil && s.werr == nil {
+			s.werr = err
+		}
+		return nil
+	}
+	_, err := wbuf.WriteTo(slotWriter{s})
+	if err != nil && s.werr == nil {
+		s.werr = err
+	}
+	return nil
+}
+
+// slotWriter writes through the slot, so Content-Length cuts and ranges
+// apply.
+type slotWriter struct{ s *slot }
+
+func (w slotWriter) Write(p []byte) (int, error) {
+	w.s.write(p)
+	return len(p), w.s.werr
+}
+
+// sendHeaders writes the status and headers. length, when not -1, is the
 // whole body's length, sent as Content-Length if the app gave none.
-func (s *slot) sendHeaders(bodylen int64) error {
+func (s *slot) sendHeaders(length int64) error {
 	hdr := s.w.Header()
 	for i, h := range s.pending {
 		key := textproto.CanonicalMIMEHeaderKey(h.name)
@@ -213,10 +305,27 @@ func (s *slot) sendHeaders(bodylen int64) error {
 			hdr[key] = append(hdr[key], h.value)
 		}
 	}
-	if s.cl < 0 && bodylen >= 0 && bodyAllowed(s.status) {
-		hdr["Content-Length"] = []string{strconv.FormatInt(bodylen, 10)}
+	if s.cl >= 0 {
+		length = s.cl
+	} else if length >= 0 && bodyAllowed(s.status) {
+		hdr["Content-Length"] = []string{strconv.FormatInt(length, 10)}
 	}
-	s.w.WriteHeader(s.status)
+	status := s.status
+	if s.h.opts.ranges && length >= 0 && status == http.StatusOK {
+		if _, ok := hdr["Accept-Ranges"]; !ok {
+			hdr["Accept-Ranges"] = []string{"bytes"}
+		}
+		if p := planRanges(s.r.Header, s.r.Method, status, hdr, length); p != nil {
+			p.apply(hdr)
+			s.plan, status = p, p.status
+			if p.status == http.StatusPartialContent {
+				s.rw = newRangeWriter(s.w, p)
+			} else {
+				s.stop = true // 416: none of the body is wanted
+			}
+		}
+	}
+	s.w.WriteHeader(status)
 	s.hdrSent = true
 	return nil
 }
@@ -235,22 +344,30 @@ func bodyAllowed(status int) bool {
 	return status != http.StatusNoContent && status != http.StatusNotModified
 }
 
-// write sends p, cut at the app's Content-Length; it records the first
-// error, after which nothing more is written.
+// write sends p, cut at the app's Content-Length and through the range
+// writer if there is one. It records the first error, after which nothing
+// more is written, and sets stop once no more body is wanted.
 func (s *slot) write(p []byte) {
-	if s.werr != nil {
+	if s.werr != nil || s.stop {
 		return
 	}
 	if s.cl >= 0 {
-		if rem := s.cl - s.written; int64(len(p)) > rem {
+		if rem := s.cl - s.written; int64(len(p)) >= rem {
 			p = p[:rem]
+			s.stop = true
 		}
 	}
 	if len(p) == 0 {
 		return
 	}
-	n, err := s.w.Write(p)
-	s.written += int64(n)
+	s.written += int64(len(p))
+	var err error
+	if s.rw != nil {
+		_, err = s.rw.Write(p)
+		s.stop = s.stop || s.rw.done()
+	} else {
+		_, err = s.w.Write(p)
+	}
 	if err != nil && !errors.Is(err, http.ErrBodyNotAllowed) {
 		s.werr = err
 	}
@@ -273,7 +390,12 @@ func (s *slot) flush() {
 func (s *slot) sendFile(fd int, size int64) {
 	f := os.NewFile(uintptr(fd), "wsgi.file_wrapper")
 	defer f.Close()
-	if err := s.sendHeaders(size); err != nil {
+	base, err := f.Seek(0, io.SeekCurrent)
+	if err != nil {
+		s.fail(err)
+		return
+	}
+	if err := s.commit(size); err != nil {
 		s.fail(err)
 		return
 	}
@@ -281,7 +403,15 @@ func (s *slot) sendFile(fd int, size int64) {
 	if s.cl >= 0 && s.cl < n {
 		n = s.cl
 	}
-	if s.r.Method == http.MethodHead || !bodyAllowed(s.status) {
+	if s.r.Method == http.MethodHead || !bodyAllowed(s.status) || s.stop {
+		return
+	}
+	if s.plan != nil {
+		written, err := sendFileRanges(s.w, f, base, s.plan)
+		s.written += written
+		if err != nil && s.werr == nil {
+			s.werr = err
+		}
 		return
 	}
 	written, err := io.CopyN(s.w, f, n)

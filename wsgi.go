@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"runtime/cgo"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 )
 
@@ -46,7 +47,12 @@ type Handler struct {
 	opts   options
 	log    *slog.Logger
 	handle cgo.Handle
-	ip     *interp
+	ip     atomic.Pointer[interp] // swapped by ReloadInterpreter
+
+	reloadMu    sync.Mutex
+	failed      []stamp        // the files as they were when a reload failed
+	retiring    sync.WaitGroup // interpreters replaced and being ended
+	restartOnce sync.Once
 
 	slots []slot
 	free  chan int      // indices of free slots: the admission semaphore
@@ -69,8 +75,8 @@ func NewHandler(opts ...Option) (*Handler, error) {
 			return nil, fmt.Errorf("wsgi: %w", err)
 		}
 	}
-	if o.app == "" {
-		return nil, errors.New(`wsgi: no app: give WithApp("module:callable") or a script file`)
+	if err := o.check(); err != nil {
+		return nil, fmt.Errorf("wsgi: %w", err)
 	}
 	if err := startRuntime(o.runtime); err != nil {
 		return nil, err
@@ -91,7 +97,7 @@ func NewHandler(opts ...Option) (*Handler, error) {
 		h.handle.Delete()
 		return nil, err
 	}
-	h.ip = ip
+	h.ip.Store(ip)
 	for i := range h.slots {
 		h.slots[i].init(h, i)
 		h.free <- i
@@ -110,7 +116,25 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return // the client went away while waiting
 	}
 	defer h.release(s)
-	s.serve(w, r)
+	if h.opts.reloading {
+		h.reloadIfChanged(w)
+	}
+	ip := h.enter()
+	defer ip.mu.RUnlock()
+	s.serve(ip, w, r)
+}
+
+// enter returns the current interpreter, held shared until the caller's
+// RUnlock so it cannot be ended under the request.
+func (h *Handler) enter() *interp {
+	for {
+		ip := h.ip.Load()
+		ip.mu.RLock()
+		if !ip.dead {
+			return ip
+		}
+		ip.mu.RUnlock() // replaced while we waited: take the new one
+	}
 }
 
 func (h *Handler) acquire(ctx context.Context) (*slot, error) {
@@ -162,7 +186,10 @@ func (h *Handler) Shutdown(ctx context.Context) error {
 			return ctx.Err()
 		}
 	}
-	h.ip.end()
+	h.reloadMu.Lock() // no reload may start a new interpreter now
+	h.retiring.Wait()
+	h.ip.Load().end()
+	h.reloadMu.Unlock()
 	for i := range h.slots {
 		h.slots[i].free()
 	}
