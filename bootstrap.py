@@ -14,6 +14,23 @@ import sys
 import traceback
 
 
+def _python_executable():
+    """Points sys.executable at a Python when it names the Go program that
+    embeds us (CPython's default): subprocess and multiprocessing use it to
+    start Python, and must not start the Go server again."""
+    if os.path.basename(sys.executable or "").startswith("python"):
+        return
+    v = sys.version_info
+    for name in (f"python{v.major}.{v.minor}", f"python{v.major}"):
+        path = os.path.join(sys.base_prefix, "bin", name)
+        if os.access(path, os.X_OK):
+            sys.executable = sys._base_executable = path
+            return
+
+
+_python_executable()
+
+
 def format_exception(exc):
     return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
 
@@ -72,14 +89,30 @@ def _load_target(spec):
 _loaded = {"spec": None, "middleware": (), "modules": []}
 
 
-def load(spec, middleware=()):
+def _forget_bytecode(modules):
+    """Removes the cached bytecode of modules' sources.  A .pyc is trusted
+    while the source's size and mtime in whole seconds match, so an edit
+    that keeps the size within the same second would load the old code."""
+    for m in modules:
+        source = getattr(m, "__file__", None)
+        if source and source.endswith(".py"):
+            try:
+                os.remove(importlib.util.cache_from_source(source))
+            except (OSError, ValueError, NotImplementedError):
+                pass
+
+
+def load(spec, middleware=(), reloading=False):
     """Returns the WSGI callable named by spec, wrapped in middleware.
 
     spec is "module.path:callable" or "/path/to/script.wsgi[:callable]"; the
     callable defaults to "application", may be dotted ("app.wsgi_app") and
     may end in "()" to call a factory ("app:create_app()").  middleware is a
-    list of (module, callable); the first is the outermost.
+    list of (module, callable); the first is the outermost.  With reloading,
+    the app's code is always compiled from its source files.
     """
+    if reloading:
+        sys.dont_write_bytecode = True
     module, attrs, where = _load_target(spec)
     modules = [module]
     app = _resolve(module, attrs, where)
@@ -95,6 +128,8 @@ def load(spec, middleware=()):
         if not callable(app):
             raise TypeError(f"middleware {mod_name}:{attr} returned {type(app).__name__}, not a WSGI callable")
     _loaded.update(spec=spec, middleware=tuple(middleware), modules=modules)
+    if reloading:
+        _forget_bytecode(modules)
     return app
 
 
@@ -118,7 +153,7 @@ def reload():
             saved[name] = sys.modules.pop(name)
     importlib.invalidate_caches()
     try:
-        return load(_loaded["spec"], _loaded["middleware"])
+        return load(_loaded["spec"], _loaded["middleware"], reloading=True)
     except BaseException:
         sys.modules.update(saved)
         raise

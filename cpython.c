@@ -993,7 +993,7 @@ failure:
 
 int gowsgi_interp_load(gowsgi_interp *gi, const char *bootstrap, const char *paths,
 		       size_t pathslen, const char *spec, const char *mw, size_t mwlen,
-		       char **files, size_t *fileslen, gowsgi_error *err)
+		       int reloading, char **files, size_t *fileslen, gowsgi_error *err)
 {
 	int temp, rc = -1;
 	PyObject *mod = NULL, *list = NULL, *pairs = NULL, *res = NULL;
@@ -1024,7 +1024,7 @@ int gowsgi_interp_load(gowsgi_interp *gi, const char *bootstrap, const char *pat
 	}
 	if (pairs == NULL)
 		goto failure;
-	res = PyObject_CallMethod(mod, "load", "sO", spec, pairs);
+	res = PyObject_CallMethod(mod, "load", "sOi", spec, pairs, reloading);
 	if (res == NULL || files_out(mod, files, fileslen) < 0)
 		goto failure;
 	Py_XSETREF(gi->app, res);

@@ -70,6 +70,7 @@ int gowsgi_can_end_subinterpreters(void);
 /* Runs the bootstrap source (bootstrap.py) in the interpreter once,
  * prepends the directories in paths to sys.path, and loads the app named by
  * spec wrapped in the middleware in mw (module, callable, module, ...).
+ * reloading (WithScriptReloading) makes it compile the app from source.
  * paths and mw hold NUL-terminated strings one after the other, pathslen
  * and mwlen bytes in all; every string argument is borrowed for the call.
  * On success *files is a new malloc'd list of the app's source files in the
@@ -77,8 +78,8 @@ int gowsgi_can_end_subinterpreters(void);
  * Returns 0, or -1 with *err filled. */
 int gowsgi_interp_load(gowsgi_interp *gi, const char *bootstrap,
 		       const char *paths, size_t pathslen, const char *spec,
-		       const char *mw, size_t mwlen, char **files,
-		       size_t *fileslen, gowsgi_error *err);
+		       const char *mw, size_t mwlen, int reloading,
+		       char **files, size_t *fileslen, gowsgi_error *err);
 
 /* Drops the app's and middleware's modules from sys.modules and loads them
  * again; on failure the old app keeps serving.  *files as for load.  Any OS

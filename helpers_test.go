@@ -66,6 +66,8 @@ func (s *logSink) find(msg string) []map[string]string {
 	return out
 }
 
+func slogFor(s *logSink) *slog.Logger { return slog.New(s) }
+
 // newHandler builds a handler for the test app and closes it when the test
 // ends. The first option may override the app.
 func newHandler(t testing.TB, callable string, opts ...wsgi.Option) (*wsgi.Handler, *logSink) {

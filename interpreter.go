@@ -204,7 +204,7 @@ func (ip *interp) load(o *options) error {
 	var fileslen C.size_t
 	// One call; no thread lock needed, the thread state cache is per call.
 	if C.gowsgi_interp_load(ip.c, boot, cptr(paths), C.size_t(len(paths)), spec,
-		cptr(mwb), C.size_t(len(mwb)), &files, &fileslen, &cerr) != 0 {
+		cptr(mwb), C.size_t(len(mwb)), boolInt(o.reloading || o.reload == ReloadInterpreter), &files, &fileslen, &cerr) != 0 {
 		return fmt.Errorf("wsgi: load %q: %w", o.app, takeError(&cerr))
 	}
 	ip.setFiles(files, fileslen)

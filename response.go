@@ -154,8 +154,12 @@ func (s *slot) stream(rq *C.gowsgi_req) {
 				s.fail(err)
 				return
 			}
-			if s.werr != nil || s.stop {
-				return // the client is gone, or no more body is wanted
+			if s.werr != nil {
+				return // the client is gone
+			}
+			if s.stop {
+				s.endBody() // no more body is wanted
+				return
 			}
 		}
 		C.gowsgi_request_next(rq, boolInt(s.hdrSent || s.wbuf != nil), s.buf, slotBufSize, res)

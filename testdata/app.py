@@ -581,6 +581,66 @@ def wait_file(environ, start_response):
     return text(start_response, b"released")
 
 
+STEPS = {}  # generator steps taken, per ?key=, for early-stop tests
+
+
+def step(environ, n):
+    STEPS[query(environ).get("key", "")] = n
+
+
+def stream_cl(environ, start_response):
+    """A generator with a Content-Length: n chunks of size bytes, chunk i
+    filled with the letter chr(ord('a') + i % 26); ?etag= sets an ETag."""
+    args = query(environ)
+    n, size = int_arg(environ, "n", 10), int_arg(environ, "size", 10)
+    headers = [OCTET, ("Content-Length", str(n * size))]
+    if "etag" in args:
+        headers.append(("ETag", args["etag"]))
+    start_response("200 OK", headers)
+
+    def chunks():
+        for i in range(n):
+            step(environ, i + 1)
+            yield bytes([ord("a") + i % 26]) * size
+    return chunks()
+
+
+def gen_empty_first(environ, start_response):
+    """start_response, yield b"", then the body: for wsgi_optimize_send_headers."""
+    status = query(environ).get("status", "200")
+    start_response(f"{status} Whatever", [TEXT] if status == "200" else [])
+
+    def chunks():
+        step(environ, 1)
+        yield b""
+        step(environ, 2)
+        yield b"the body"
+        step(environ, 3)
+    return chunks()
+
+
+def steps(environ, start_response):
+    return json_response(start_response, STEPS)
+
+
+def write_spill(environ, start_response):
+    """Writes n x 100 bytes, then how many files are under ?dir= now (the
+    gateway's write buffer spills there)."""
+    import os
+    write = start_response("200 OK", [TEXT])
+    for _ in range(int_arg(environ, "n", 1)):
+        write(b"w" * 100)
+    count = sum(len(files) for _, _, files in os.walk(query(environ)["dir"]))
+    write(f"files={count}".encode())
+    return []
+
+
+def write_then_raise(environ, start_response):
+    write = start_response("200 OK", [TEXT])
+    write(b"w" * 10000)
+    raise RuntimeError("after write")
+
+
 def hello(environ, start_response):
     start_response("200 OK", [("Content-Type", "text/plain")])
     return [b"Hello, World!"]
@@ -636,6 +696,11 @@ ROUTES = {
     "/keep": keep,
     "/use-kept": use_kept,
     "/hello": hello,
+    "/stream-cl": stream_cl,
+    "/gen-empty-first": gen_empty_first,
+    "/steps": steps,
+    "/write-then-raise": write_then_raise,
+    "/write-spill": write_spill,
     "/wait-stream": wait_stream,
     "/release": release,
     "/wait-file": wait_file,
