@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 )
 
 // go_input_read fills buf with up to n bytes of the request body. Returns
@@ -35,6 +36,11 @@ func go_input_read(handle C.uintptr_t, idx C.int, buf *C.char, n C.size_t, msg *
 			return 0
 		}
 		if err != nil {
+			var tooLarge *http.MaxBytesError
+			if errors.As(err, &tooLarge) {
+				s.tooLarge = true
+				err = fmt.Errorf("the request body is larger than the limit of %d bytes (WithMaxRequestBody)", tooLarge.Limit)
+			}
 			putMsg(msg, msgcap, err.Error())
 			return -1
 		}

@@ -3,6 +3,7 @@ package wsgi
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -61,6 +62,8 @@ type options struct {
 	writeBuffering  bool
 	bufferSize      int
 	tempPath        *tempPath // nil: os.TempDir(), checked when needed
+	maxBody         int64     // 0: no limit
+	accessLog       *accessLog
 }
 
 // defaultThreads is the number of requests admitted into one interpreter at
@@ -414,6 +417,35 @@ func WithPythonHome(dir string) Option {
 		}
 		abs, _ := filepath.Abs(dir)
 		o.runtime.home = abs
+		return nil
+	}
+}
+
+// WithMaxRequestBody limits request bodies to n bytes. A request whose
+// Content-Length is larger gets 413 without entering Python; for a body of
+// unknown length, wsgi.input.read() raises OSError once the limit is
+// passed, and the client gets 413 unless the headers already went out.
+// Default 0: no limit.
+func WithMaxRequestBody(n int64) Option {
+	return func(o *options) error {
+		if n < 0 {
+			return fmt.Errorf("WithMaxRequestBody(%d): use 0 for no limit, or a positive number of bytes", n)
+		}
+		o.maxBody = n
+		return nil
+	}
+}
+
+// WithAccessLog writes a line per request to w in Apache's combined log
+// format, as gunicorn's --access-logfile does. Lines are written whole,
+// one at a time. Default nil: no access log.
+func WithAccessLog(w io.Writer) Option {
+	return func(o *options) error {
+		if w == nil {
+			o.accessLog = nil
+		} else {
+			o.accessLog = &accessLog{w: w}
+		}
 		return nil
 	}
 }

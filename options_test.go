@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -393,4 +394,55 @@ func TestWithWriteBuffering(t *testing.T) {
 	require.ErrorContains(t, err, "1 or 2")
 	_, err = wsgi.NewHandler(wsgi.WithApp("x"), wsgi.WithWriteBufferSize(0))
 	require.ErrorContains(t, err, "WithWriteBufferSize")
+}
+
+func TestWithMaxRequestBody(t *testing.T) {
+	h, sink := newHandler(t, "application", wsgi.WithMaxRequestBody(100))
+	srv := serve(t, h)
+	r := do(t, srv, http.MethodPost, "/echo", strings.NewReader(strings.Repeat("a", 100)))
+	assert.Equal(t, 200, r.status, "at the limit")
+	assert.Len(t, r.body, 100)
+
+	r = do(t, srv, http.MethodPost, "/echo", strings.NewReader(strings.Repeat("a", 101)))
+	assert.Equal(t, 413, r.status, "a Content-Length over the limit")
+
+	r = do(t, srv, http.MethodPost, "/echo", chunked{strings.NewReader(strings.Repeat("a", 5000))})
+	assert.Equal(t, 413, r.status, "a chunked body that passes the limit")
+	assert.NotEmpty(t, sink.find("over the limit"))
+	assert.Empty(t, sink.find("wsgi: application error"), "not logged as an app error")
+
+	_, err := wsgi.NewHandler(wsgi.WithApp("x"), wsgi.WithMaxRequestBody(-1))
+	require.ErrorContains(t, err, "WithMaxRequestBody")
+}
+
+// syncBuffer is a bytes.Buffer safe for a writer and a reader at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestWithAccessLog(t *testing.T) {
+	var log syncBuffer
+	h, _ := newHandler(t, "application", wsgi.WithAccessLog(&log))
+	srv := serve(t, h)
+	do(t, srv, http.MethodGet, "/hello?x=1", nil, "Referer", "http://ref.example/", "User-Agent", "agent/1")
+	do(t, srv, http.MethodGet, "/raise", nil)
+	get(t, srv, "/raise-after-start")
+	eventually(t, func() bool { return strings.Count(log.String(), "\n") == 3 }, "three lines")
+	lines := strings.Split(strings.TrimSpace(log.String()), "\n")
+	assert.Regexp(t, `^127\.0\.0\.1 - - \[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\] "GET /hello\?x=1 HTTP/1\.1" 200 13 "http://ref\.example/" "agent/1"$`, lines[0])
+	assert.Contains(t, lines[1], `"GET /raise HTTP/1.1" 500 26`)
+	assert.Contains(t, lines[2], `"GET /raise-after-start HTTP/1.1" 200`, "an aborted response is logged too")
 }

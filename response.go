@@ -34,19 +34,20 @@ type slot struct {
 	env envBuf
 	out []byte // WithOutputBuffering's buffer, kept for the next request
 
-	w       http.ResponseWriter
-	r       *http.Request
-	status  int
-	pending []header // reported by the app, not yet sent
-	hdrSent bool
-	cl      int64 // the app's Content-Length, or -1
-	written int64 // body bytes taken from the app (before ranges)
-	plan    *rangePlan
-	rw      *rangeWriter // the body goes through it for a 206
-	wbuf    *spillBuffer // WithWriteBuffering: what write() was given
-	stop    bool         // no more body is wanted
-	panic   any          // a panic recovered in a callback, re-raised in Go
-	werr    error        // the first error writing to the client
+	w        http.ResponseWriter
+	r        *http.Request
+	status   int
+	pending  []header // reported by the app, not yet sent
+	hdrSent  bool
+	cl       int64 // the app's Content-Length, or -1
+	written  int64 // body bytes taken from the app (before ranges)
+	plan     *rangePlan
+	rw       *rangeWriter // the body goes through it for a 206
+	wbuf     *spillBuffer // WithWriteBuffering: what write() was given
+	stop     bool         // no more body is wanted
+	tooLarge bool         // the body passed WithMaxRequestBody
+	panic    any          // a panic recovered in a callback, re-raised in Go
+	werr     error        // the first error writing to the client
 }
 
 type header struct{ name, value string }
@@ -437,13 +438,20 @@ func (s *slot) fail(err error) {
 		s.h.log.ErrorContext(s.r.Context(), "wsgi: application error after the headers were sent; aborting the connection", attrs...)
 		panic(http.ErrAbortHandler)
 	}
-	s.h.log.ErrorContext(s.r.Context(), "wsgi: application error", attrs...)
+	code := http.StatusInternalServerError
+	if s.tooLarge {
+		// The app failed because the body passed the limit: say so.
+		code = http.StatusRequestEntityTooLarge
+		s.h.log.InfoContext(s.r.Context(), "wsgi: request body over the limit", attrs...)
+	} else {
+		s.h.log.ErrorContext(s.r.Context(), "wsgi: application error", attrs...)
+	}
 	hdr := s.w.Header()
 	for _, h := range s.pending {
 		hdr.Del(h.name)
 	}
 	hdr.Set("Content-Type", "text/plain; charset=utf-8")
 	hdr.Set("X-Content-Type-Options", "nosniff")
-	s.w.WriteHeader(http.StatusInternalServerError)
-	io.WriteString(s.w, "500 Internal Server Error\n")
+	s.w.WriteHeader(code)
+	fmt.Fprintf(s.w, "%d %s\n", code, http.StatusText(code))
 }

@@ -108,6 +108,22 @@ func NewHandler(opts ...Option) (*Handler, error) {
 // ServeHTTP runs the app for r. See the package documentation for the
 // environ it builds and how errors become HTTP.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if l := h.opts.accessLog; l != nil {
+		l.serve(w, r, h.serveHTTP)
+		return
+	}
+	h.serveHTTP(w, r)
+}
+
+func (h *Handler) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	if max := h.opts.maxBody; max > 0 {
+		if r.ContentLength > max {
+			w.Header().Set("Connection", "close")
+			http.Error(w, "413 request entity too large", http.StatusRequestEntityTooLarge)
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, max)
+	}
 	s, err := h.acquire(r.Context())
 	if err != nil {
 		if errors.Is(err, ErrClosed) {

@@ -5,11 +5,12 @@
 //	gowsgi [flags] module:callable
 //	gowsgi [flags] /path/to/app.wsgi
 //
-// Flags map onto the options of package github.com/gowsgi/wsgi; see
+// Every flag maps onto an option of package github.com/gowsgi/wsgi; see
 // gowsgi --help.
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"flag"
@@ -20,6 +21,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -37,8 +39,14 @@ file such as /srv/site/app.wsgi or app.py:app.
 
 Examples:
   gowsgi examples/hello.py
+  gowsgi --chdir examples/flaskapp app:app
   gowsgi --bind 0.0.0.0:8080 --threads 16 --pythonpath /srv/site mysite.wsgi:application
-  gowsgi --chdir examples/flaskapp --bind unix:/run/app.sock app:app
+  gowsgi --bind unix:/run/app.sock --access-log - --reload app:app
+  gowsgi --certfile cert.pem --keyfile key.pem --bind :8443 app:app   (HTTPS and HTTP/2)
+
+Signals: SIGTERM and SIGINT stop after the requests in flight finish
+(--graceful-timeout); SIGHUP reloads the app (--reload-mechanism) without
+dropping a connection.
 
 Flags:
 `
@@ -55,9 +63,25 @@ type config struct {
 	pythonPath        listFlag
 	threads           int
 	interpreter       string
+	home, executable  string
+	optimize          int
+	reload            bool
+	reloadMechanism   string
+	passAuth          bool
+	ranges            bool
+	vars              listFlag
+	middleware        listFlag
+	outputBuffering   bool
+	writeBuffering    bool
+	writeBufferSize   int
+	tempPath          string
+	optimizeHeaders   bool
+	accessLog         string
 	logLevel          string
 	readHeaderTimeout time.Duration
 	idleTimeout       time.Duration
+	maxRequestBody    int64
+	certFile, keyFile string
 	gracefulTimeout   time.Duration
 	showVersion       bool
 	app               string
@@ -76,13 +100,31 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		fs.PrintDefaults()
 	}
 	fs.Var(&c.binds, "bind", "address to listen on, host:port or unix:/path; repeatable (default 127.0.0.1:8000)")
-	fs.StringVar(&c.chdir, "chdir", "", "change to this directory before loading the app (and put it on sys.path)")
+	fs.StringVar(&c.chdir, "chdir", "", "change to this directory before loading the app, and put it on sys.path")
 	fs.Var(&c.pythonPath, "pythonpath", "directory to put at the front of sys.path; repeatable")
 	fs.IntVar(&c.threads, "threads", 8, "requests inside the app at once")
 	fs.StringVar(&c.interpreter, "interpreter", "sub", "interpreter for the app: sub or main")
+	fs.StringVar(&c.home, "home", "", "Python home (prefix of the standard library)")
+	fs.StringVar(&c.executable, "executable", "", "Python executable; a virtualenv's bin/python selects that virtualenv")
+	fs.IntVar(&c.optimize, "optimize", 0, "Python optimization level, 0, 1 (-O) or 2 (-OO)")
+	fs.BoolVar(&c.reload, "reload", false, "reload the app when its source files change")
+	fs.StringVar(&c.reloadMechanism, "reload-mechanism", "module", "how to reload: module, interpreter or process (re-execute gowsgi on the same sockets)")
+	fs.BoolVar(&c.passAuth, "pass-authorization", false, "pass the Authorization header to the app")
+	fs.BoolVar(&c.ranges, "ranges", false, "answer Range requests (206, multipart/byteranges, 416)")
+	fs.Var(&c.vars, "var", "NAME=VALUE to add to the environ, with $remote_addr, $http_NAME, ... expanded; repeatable")
+	fs.Var(&c.middleware, "middleware", "module[:callable] WSGI middleware to wrap the app in, outermost first; repeatable")
+	fs.BoolVar(&c.outputBuffering, "output-buffering", false, "gather the app's chunks up to --write-buffer-size before sending")
+	fs.BoolVar(&c.writeBuffering, "write-buffering", false, "keep write() data (memory, then --temp-path) until the app returns")
+	fs.IntVar(&c.writeBufferSize, "write-buffer-size", os.Getpagesize(), "buffer size in bytes for the two buffering flags")
+	fs.StringVar(&c.tempPath, "temp-path", "", "DIR[,L1[,L2[,L3]]] where write buffering spills, with hashed sub-directory levels (default the system temp dir)")
+	fs.BoolVar(&c.optimizeHeaders, "optimize-send-headers", false, "for HEAD, 204 and 304, stop a generator at its first b\"\"")
+	fs.StringVar(&c.accessLog, "access-log", "", "write an Apache combined access log to this file, - for stdout")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.DurationVar(&c.readHeaderTimeout, "read-header-timeout", 10*time.Second, "time allowed to read a request's headers")
 	fs.DurationVar(&c.idleTimeout, "idle-timeout", 2*time.Minute, "how long an idle keep-alive connection stays open")
+	fs.Int64Var(&c.maxRequestBody, "max-request-body", 0, "largest request body in bytes, 0 for no limit (413 beyond it)")
+	fs.StringVar(&c.certFile, "certfile", "", "TLS certificate file; with --keyfile serves HTTPS and HTTP/2")
+	fs.StringVar(&c.keyFile, "keyfile", "", "TLS key file")
 	fs.DurationVar(&c.gracefulTimeout, "graceful-timeout", 30*time.Second, "on SIGTERM or SIGINT, how long requests in flight may take to finish")
 	fs.BoolVar(&c.showVersion, "version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
@@ -99,14 +141,26 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	if len(c.binds) == 0 {
 		c.binds = listFlag{"127.0.0.1:8000"}
 	}
+	if (c.certFile == "") != (c.keyFile == "") {
+		return nil, errors.New("--certfile and --keyfile go together")
+	}
 	return c, nil
 }
 
-func (c *config) options(logger *slog.Logger) ([]wsgi.Option, error) {
+// options maps the flags onto the library's options.
+func (c *config) options(logger *slog.Logger, stdout io.Writer, restart func()) ([]wsgi.Option, io.Closer, error) {
 	opts := []wsgi.Option{
 		wsgi.WithApp(c.app),
 		wsgi.WithThreads(c.threads),
 		wsgi.WithLogger(logger),
+		wsgi.WithPassAuthorization(c.passAuth),
+		wsgi.WithRanges(c.ranges),
+		wsgi.WithScriptReloading(c.reload),
+		wsgi.WithOutputBuffering(c.outputBuffering),
+		wsgi.WithWriteBuffering(c.writeBuffering),
+		wsgi.WithWriteBufferSize(c.writeBufferSize),
+		wsgi.WithOptimizeSendHeaders(c.optimizeHeaders),
+		wsgi.WithMaxRequestBody(c.maxRequestBody),
 	}
 	switch c.interpreter {
 	case "sub":
@@ -114,7 +168,17 @@ func (c *config) options(logger *slog.Logger) ([]wsgi.Option, error) {
 	case "main":
 		opts = append(opts, wsgi.WithInterpreter(wsgi.MainInterpreter))
 	default:
-		return nil, fmt.Errorf("--interpreter %q: use sub or main", c.interpreter)
+		return nil, nil, fmt.Errorf("--interpreter %q: use sub or main", c.interpreter)
+	}
+	switch c.reloadMechanism {
+	case "module":
+		opts = append(opts, wsgi.WithReloadMechanism(wsgi.ReloadModule))
+	case "interpreter":
+		opts = append(opts, wsgi.WithReloadMechanism(wsgi.ReloadInterpreter))
+	case "process":
+		opts = append(opts, wsgi.WithReloadMechanism(wsgi.ReloadProcess), wsgi.WithProcessReload(restart))
+	default:
+		return nil, nil, fmt.Errorf("--reload-mechanism %q: use module, interpreter or process", c.reloadMechanism)
 	}
 	if c.chdir != "" {
 		opts = append(opts, wsgi.WithPythonPath("."))
@@ -122,7 +186,53 @@ func (c *config) options(logger *slog.Logger) ([]wsgi.Option, error) {
 	if len(c.pythonPath) > 0 {
 		opts = append(opts, wsgi.WithPythonPath(c.pythonPath...))
 	}
-	return opts, nil
+	if c.home != "" {
+		opts = append(opts, wsgi.WithPythonHome(c.home))
+	}
+	if c.executable != "" {
+		opts = append(opts, wsgi.WithPythonExecutable(c.executable))
+	}
+	if c.optimize != 0 {
+		opts = append(opts, wsgi.WithPythonOptimize(c.optimize))
+	}
+	for _, v := range c.vars {
+		name, value, ok := strings.Cut(v, "=")
+		if !ok {
+			return nil, nil, fmt.Errorf("--var %q: write NAME=VALUE", v)
+		}
+		opts = append(opts, wsgi.WithVar(name, value))
+	}
+	for _, m := range c.middleware {
+		module, callable, _ := strings.Cut(m, ":")
+		opts = append(opts, wsgi.WithMiddleware(module, callable))
+	}
+	if c.tempPath != "" {
+		parts := strings.Split(c.tempPath, ",")
+		var levels []int
+		for _, p := range parts[1:] {
+			n, err := strconv.Atoi(p)
+			if err != nil {
+				return nil, nil, fmt.Errorf("--temp-path %q: levels are numbers, as DIR,1,2", c.tempPath)
+			}
+			levels = append(levels, n)
+		}
+		opts = append(opts, wsgi.WithTempPath(parts[0], levels...))
+	}
+	var closer io.Closer = io.NopCloser(nil)
+	switch c.accessLog {
+	case "":
+	case "-":
+		opts = append(opts, wsgi.WithAccessLog(stdout))
+	default:
+		f, err := os.OpenFile(c.accessLog, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+		if err != nil {
+			return nil, nil, fmt.Errorf("--access-log: %w", err)
+		}
+		bw := bufio.NewWriter(f)
+		opts = append(opts, wsgi.WithAccessLog(bw))
+		closer = f
+	}
+	return opts, closer, nil
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -144,17 +254,35 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	startDir, _ := os.Getwd() // a restart runs from here, as this run did
 	if c.chdir != "" {
 		if err := os.Chdir(c.chdir); err != nil {
 			fmt.Fprintln(stderr, "gowsgi: --chdir:", err)
 			return 2
 		}
 	}
-	opts, err := c.options(logger)
+
+	// Listen first: with --reload-mechanism process, a restart hands these
+	// sockets to the new process, so no connection is refused meanwhile.
+	listeners, err := listenAll(c.binds)
+	if err != nil {
+		fmt.Fprintln(stderr, "gowsgi:", err)
+		return 1
+	}
+	restarting := make(chan struct{})
+	restart := func() {
+		if err := reexec(listeners, startDir); err != nil {
+			logger.Error("gowsgi: restart failed; the current process keeps serving", "error", err)
+			return
+		}
+		close(restarting)
+	}
+	opts, closer, err := c.options(logger, stdout, restart)
 	if err != nil {
 		fmt.Fprintln(stderr, "gowsgi:", err)
 		return 2
 	}
+	defer closer.Close()
 	h, err := wsgi.NewHandler(opts...)
 	if err != nil {
 		fmt.Fprintln(stderr, "gowsgi:", err)
@@ -171,29 +299,40 @@ func run(args []string, stdout, stderr io.Writer) int {
 		IdleTimeout:       c.idleTimeout,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
-	var listeners []net.Listener
-	for _, b := range c.binds {
-		ln, url, err := listen(b)
-		if err != nil {
-			fmt.Fprintf(stderr, "gowsgi: --bind %s: %v\n", b, err)
-			return 1
-		}
-		listeners = append(listeners, ln)
-		fmt.Fprintf(stdout, "gowsgi: serving %s (Python %s) on %s\n", c.app, wsgi.PythonVersion(), url)
-	}
-
 	errc := make(chan error, len(listeners))
 	for _, ln := range listeners {
-		go func() { errc <- srv.Serve(ln) }()
+		fmt.Fprintf(stdout, "gowsgi: serving %s (Python %s) on %s\n", c.app, wsgi.PythonVersion(), displayURL(ln, c.certFile != ""))
+		go func() {
+			if c.certFile != "" {
+				errc <- srv.ServeTLS(ln, c.certFile, c.keyFile)
+			} else {
+				errc <- srv.Serve(ln)
+			}
+		}()
 	}
 	sigc := make(chan os.Signal, 1)
-	signal.Notify(sigc, syscall.SIGTERM, syscall.SIGINT)
-	select {
-	case err := <-errc:
-		fmt.Fprintln(stderr, "gowsgi:", err)
-		return 1
-	case sig := <-sigc:
-		logger.Info("gowsgi: stopping", "signal", sig.String(), "graceful_timeout", c.gracefulTimeout)
+	signal.Notify(sigc, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	for stop := false; !stop; {
+		select {
+		case err := <-errc:
+			fmt.Fprintln(stderr, "gowsgi:", err)
+			return 1
+		case <-restarting:
+			logger.Info("gowsgi: handed the sockets to a new process; finishing the requests in flight")
+			keepSocketFiles(listeners)
+			stop = true
+		case sig := <-sigc:
+			if sig == syscall.SIGHUP {
+				if err := h.Reload(); err != nil {
+					logger.Error("gowsgi: reload on SIGHUP failed; the old app keeps serving", "error", err)
+				} else {
+					logger.Info("gowsgi: reloaded the app on SIGHUP")
+				}
+				continue
+			}
+			logger.Info("gowsgi: stopping", "signal", sig.String(), "graceful_timeout", c.gracefulTimeout)
+			stop = true
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), c.gracefulTimeout)
 	defer cancel()
@@ -209,16 +348,88 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return status
 }
 
-// listen opens host:port or unix:/path and returns a URL to show.
-func listen(bind string) (net.Listener, string, error) {
-	if path, ok := strings.CutPrefix(bind, "unix:"); ok {
-		os.Remove(path) // a stale socket from an earlier run
-		ln, err := net.Listen("unix", path)
-		return ln, "unix:" + path, err
+// listenFDsEnv tells a re-executed gowsgi that its sockets are inherited,
+// from file descriptor 3 on, in --bind order.
+const listenFDsEnv = "GOWSGI_LISTEN_FDS"
+
+// listenAll opens every --bind address, or takes the inherited sockets.
+func listenAll(binds []string) ([]net.Listener, error) {
+	if n, err := strconv.Atoi(os.Getenv(listenFDsEnv)); err == nil && n == len(binds) {
+		os.Unsetenv(listenFDsEnv)
+		var lns []net.Listener
+		for i := range n {
+			f := os.NewFile(uintptr(3+i), binds[i])
+			ln, err := net.FileListener(f)
+			f.Close()
+			if err != nil {
+				return nil, fmt.Errorf("inherited socket for --bind %s: %w", binds[i], err)
+			}
+			lns = append(lns, ln)
+		}
+		return lns, nil
 	}
-	ln, err := net.Listen("tcp", bind)
+	var lns []net.Listener
+	for _, b := range binds {
+		network, addr := "tcp", b
+		if path, ok := strings.CutPrefix(b, "unix:"); ok {
+			network, addr = "unix", path
+			os.Remove(path) // a stale socket from an earlier run
+		}
+		ln, err := net.Listen(network, addr)
+		if err != nil {
+			return nil, fmt.Errorf("--bind %s: %w", b, err)
+		}
+		lns = append(lns, ln)
+	}
+	return lns, nil
+}
+
+// reexec starts this program again with the same arguments, handing it the
+// listening sockets.
+func reexec(lns []net.Listener, dir string) error {
+	var files []*os.File
+	for _, ln := range lns {
+		fl, ok := ln.(interface{ File() (*os.File, error) })
+		if !ok {
+			return fmt.Errorf("cannot hand over %T", ln)
+		}
+		f, err := fl.File()
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		files = append(files, f)
+	}
+	exe, err := os.Executable()
 	if err != nil {
-		return nil, "", err
+		return err
 	}
-	return ln, "http://" + ln.Addr().String() + "/", nil
+	cmd := &os.ProcAttr{
+		Dir:   dir,
+		Env:   append(os.Environ(), fmt.Sprintf("%s=%d", listenFDsEnv, len(files))),
+		Files: append([]*os.File{os.Stdin, os.Stdout, os.Stderr}, files...),
+	}
+	_, err = os.StartProcess(exe, os.Args, cmd)
+	return err
+}
+
+// keepSocketFiles stops a closing unix listener from removing its socket
+// file, which the new process still serves.
+func keepSocketFiles(lns []net.Listener) {
+	for _, ln := range lns {
+		if ul, ok := ln.(*net.UnixListener); ok {
+			ul.SetUnlinkOnClose(false)
+		}
+	}
+}
+
+func displayURL(ln net.Listener, tls bool) string {
+	if ln.Addr().Network() == "unix" {
+		return "unix:" + ln.Addr().String()
+	}
+	scheme := "http"
+	if tls {
+		scheme = "https"
+	}
+	return scheme + "://" + ln.Addr().String() + "/"
 }

@@ -3,7 +3,18 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
 	"io"
+	"math/big"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -58,7 +69,7 @@ func start(t *testing.T, bin string, args ...string) (*exec.Cmd, string, *locked
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	line, err := bufio.NewReader(stdout).ReadString('\n')
 	require.NoError(t, err, stderr.String())
-	url := regexp.MustCompile(`http://\S+`).FindString(line)
+	url := regexp.MustCompile(`(https?://|unix:)\S+`).FindString(line)
 	require.NotEmpty(t, url, line)
 	go io.Copy(io.Discard, stdout)
 	return cmd, url, stderr
@@ -118,4 +129,181 @@ func TestBadFlags(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	assert.Zero(t, run([]string{"--version"}, &stdout, &stderr))
 	assert.True(t, strings.HasPrefix(stdout.String(), "gowsgi "))
+}
+
+// pidApp is an app that answers with its version and the process ID, so a
+// test can see which process served it.
+func pidApp(version string) string {
+	return fmt.Sprintf(`import os
+def application(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"%s %%d %%s" %% (os.getpid(), environ.get("X_TEST", "").encode())]
+`, version)
+}
+
+func writeFile(t *testing.T, path, body string, age time.Duration) {
+	t.Helper()
+	require.NoError(t, os.WriteFile(path, []byte(body), 0o644))
+	stamp := time.Now().Add(age)
+	require.NoError(t, os.Chtimes(path, stamp, stamp))
+}
+
+func body(t *testing.T, client *http.Client, url string) (string, error) {
+	resp, err := client.Get(url)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return string(b), err
+}
+
+func TestSIGHUPReloads(t *testing.T) {
+	bin := gowsgiBin(t)
+	app := filepath.Join(t.TempDir(), "app.py")
+	writeFile(t, app, pidApp("v1"), -time.Hour)
+	cmd, url, stderr := start(t, bin, "--bind", "127.0.0.1:0", app)
+	b, err := body(t, http.DefaultClient, url)
+	require.NoError(t, err)
+	assert.True(t, strings.HasPrefix(b, "v1 "), b)
+
+	writeFile(t, app, pidApp("v2"), 0)
+	require.NoError(t, cmd.Process.Signal(syscall.SIGHUP))
+	require.Eventually(t, func() bool {
+		b, _ := body(t, http.DefaultClient, url)
+		return strings.HasPrefix(b, "v2 ")
+	}, 10*time.Second, 20*time.Millisecond, "SIGHUP did not reload; stderr: %s", stderr.String())
+}
+
+func TestFlagsReachTheLibrary(t *testing.T) {
+	bin := gowsgiBin(t)
+	dir := t.TempDir()
+	app := filepath.Join(dir, "app.py")
+	writeFile(t, app, pidApp("v1"), -time.Hour)
+	logPath := filepath.Join(dir, "access.log")
+	sock := filepath.Join(dir, "app.sock")
+	_, url, _ := start(t, bin, "--bind", "unix:"+sock, "--access-log", logPath,
+		"--var", "X_TEST=from $request_method", "--max-request-body", "10", app)
+	assert.Equal(t, "unix:"+sock, url)
+	client := &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+		},
+	}}
+	b, err := body(t, client, "http://gowsgi/")
+	require.NoError(t, err)
+	assert.True(t, strings.HasSuffix(b, " from GET"), "--var: %q", b)
+
+	resp, err := client.Post("http://gowsgi/", "text/plain", strings.NewReader(strings.Repeat("x", 11)))
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, 413, resp.StatusCode, "--max-request-body")
+
+	require.Eventually(t, func() bool {
+		b, _ := os.ReadFile(logPath)
+		return strings.Count(string(b), "\n") >= 2
+	}, 5*time.Second, 20*time.Millisecond)
+	logged, _ := os.ReadFile(logPath)
+	assert.Regexp(t, `(?m)^\S+ - - \[[^]]+\] "GET / HTTP/1.1" 200 \d+ "-" "Go-http-client/1.1"$`, string(logged))
+	assert.Contains(t, string(logged), `"POST / HTTP/1.1" 413`)
+}
+
+func TestTLSAndHTTP2(t *testing.T) {
+	bin := gowsgiBin(t)
+	dir := t.TempDir()
+	cert, key := selfSigned(t, dir)
+	_, url, _ := start(t, bin, "--bind", "127.0.0.1:0", "--certfile", cert, "--keyfile", key, "../../examples/hello.py")
+	require.True(t, strings.HasPrefix(url, "https://"), url)
+	client := &http.Client{Transport: &http.Transport{
+		TLSClientConfig:   &tls.Config{InsecureSkipVerify: true},
+		ForceAttemptHTTP2: true,
+	}}
+	resp, err := client.Get(url)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	assert.Equal(t, "Hello, World!\n", string(b))
+	assert.Equal(t, "HTTP/2.0", resp.Proto)
+}
+
+// selfSigned writes a certificate and key for 127.0.0.1 into dir.
+func selfSigned(t *testing.T, dir string) (certPath, keyPath string) {
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "gowsgi test"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &priv.PublicKey, priv)
+	require.NoError(t, err)
+	keyDER, err := x509.MarshalECPrivateKey(priv)
+	require.NoError(t, err)
+	certPath, keyPath = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	require.NoError(t, os.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600))
+	require.NoError(t, os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600))
+	return certPath, keyPath
+}
+
+// TestProcessReloadKeepsServing changes the app under load with
+// --reload-mechanism process: a new process takes over the socket, the
+// old one finishes its requests and exits, and no request fails.
+func TestProcessReloadKeepsServing(t *testing.T) {
+	bin := gowsgiBin(t)
+	app := filepath.Join(t.TempDir(), "app.py")
+	writeFile(t, app, pidApp("v1"), -time.Hour)
+	cmd, url, stderr := start(t, bin, "--bind", "127.0.0.1:0", "--reload", "--reload-mechanism", "process", app)
+	first, err := body(t, http.DefaultClient, url)
+	require.NoError(t, err)
+
+	var newPID int
+	t.Cleanup(func() {
+		if newPID != 0 {
+			syscall.Kill(newPID, syscall.SIGTERM)
+		}
+	})
+	// The new process inherits the output pipes, so wait for the old
+	// process itself, not for its output to end.
+	oldDone := make(chan error, 1)
+	go func() {
+		st, err := cmd.Process.Wait()
+		if err == nil && !st.Success() {
+			err = fmt.Errorf("exit status %v", st)
+		}
+		oldDone <- err
+	}()
+
+	writeFile(t, app, pidApp("v2"), 0)
+	failures := 0
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		b, err := body(t, http.DefaultClient, url)
+		if err != nil {
+			failures++
+			continue
+		}
+		if strings.HasPrefix(b, "v2 ") {
+			fmt.Sscanf(b, "v2 %d", &newPID)
+			break
+		}
+	}
+	require.NotZero(t, newPID, "the new process never answered; stderr: %s", stderr.String())
+	assert.NotEqual(t, first, fmt.Sprintf("v1 %d ", newPID))
+	for range 20 {
+		_, err := body(t, http.DefaultClient, url)
+		if err != nil {
+			failures++
+		}
+	}
+	assert.Zero(t, failures, "no request may fail while the process is replaced")
+	select {
+	case err := <-oldDone:
+		assert.NoError(t, err, "the old process exits cleanly")
+	case <-time.After(20 * time.Second):
+		t.Fatal("the old process did not exit")
+	}
 }
