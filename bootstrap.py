@@ -159,6 +159,24 @@ def reload():
         raise
 
 
+def live_threads():
+    """Names of the threads the app started that are still running."""
+    import threading
+    names = [t.name + ("" if t.daemon else " (non-daemon)")
+             for t in threading.enumerate()
+             if type(t).__name__ not in ("_MainThread", "_DummyThread") and t.is_alive()]
+    return ", ".join(names)
+
+
+class RequestTimeout(BaseException):
+    """Raised in a request's thread when it runs past the handler's request
+    timeout.  A BaseException, like KeyboardInterrupt, so that an app's
+    "except Exception" does not swallow it."""
+
+
+RequestTimeout.__module__ = "gowsgi"
+
+
 class FileWrapper:
     """wsgi.file_wrapper (PEP 3333).  The gateway sends a real file with
     sendfile; iteration is the fallback for file-likes without fileno()."""

@@ -53,6 +53,7 @@ struct gowsgi_interp {
 	PyObject *key_input, *key_scheme, *scheme_https;
 	PyObject *format_exception;
 	PyObject *file_wrapper;
+	PyObject *timeout_exc;
 	PyTypeObject *input_type;
 
 	/* Thread states created for this interpreter on request threads;
@@ -299,6 +300,7 @@ struct gowsgi_req {
 	PyThreadState *ts;
 	int ts_temp;
 	int flags; /* GOWSGI_HEAD, GOWSGI_OPTIMIZE_HEADERS */
+	gowsgi_result *res; /* the caller's, for the timeout watch */
 
 	/* wsgi.input buffer (PyMem_Raw memory) */
 	char *ibuf;
@@ -850,13 +852,15 @@ static int interp_setup(gowsgi_interp *gi, const char *bootstrap)
 		goto failure;
 	gi->format_exception = PyDict_GetItemString(dict, "format_exception");
 	gi->file_wrapper = PyDict_GetItemString(dict, "FileWrapper");
+	gi->timeout_exc = PyDict_GetItemString(dict, "RequestTimeout");
 	errors_cls = PyDict_GetItemString(dict, "Errors");
-	if (!gi->format_exception || !gi->file_wrapper || !errors_cls) {
+	if (!gi->format_exception || !gi->file_wrapper || !gi->timeout_exc || !errors_cls) {
 		PyErr_SetString(PyExc_SystemError, "bootstrap is incomplete");
 		goto failure;
 	}
 	Py_INCREF(gi->format_exception);
 	Py_INCREF(gi->file_wrapper);
+	Py_INCREF(gi->timeout_exc);
 
 	gi->input_type = (PyTypeObject *)PyType_FromSpec(&input_spec);
 	if (gi->input_type == NULL)
@@ -1079,7 +1083,40 @@ int gowsgi_can_end_subinterpreters(void)
 #endif
 }
 
-void gowsgi_interp_end(gowsgi_interp *gi)
+/* Counts the thread states of gi's interpreter that this file did not
+ * create: threads the app started.  Needs gi's GIL. */
+static int foreign_threads(gowsgi_interp *gi, PyThreadState *self)
+{
+	int n = 0;
+	for (PyThreadState *t = PyInterpreterState_ThreadHead(gi->interp); t; t = PyThreadState_Next(t)) {
+		int ours = t == self || t == gi->owner;
+		for (size_t i = 0; !ours && i < gi->ntstates; i++)
+			ours = gi->tstates[i] == t;
+		n += !ours;
+	}
+	return n;
+}
+
+int gowsgi_interp_threads(gowsgi_interp *gi, char **names)
+{
+	int temp;
+	PyThreadState *ts = gi_enter(gi, &temp);
+	int n = gi->is_main ? 0 : foreign_threads(gi, ts);
+	*names = NULL;
+	if (n > 0) {
+		PyObject *mod = PyImport_ImportModule("_gowsgi");
+		PyObject *r = mod ? PyObject_CallMethod(mod, "live_threads", NULL) : NULL;
+		const char *s = r ? PyUnicode_AsUTF8(r) : NULL;
+		*names = strdup(s ? s : "?");
+		PyErr_Clear();
+		Py_XDECREF(r);
+		Py_XDECREF(mod);
+	}
+	gi_leave(ts, temp);
+	return n;
+}
+
+int gowsgi_interp_end(gowsgi_interp *gi)
 {
 	pthread_mutex_lock(&registry_mu);
 	for (gowsgi_interp **pp = &registry; *pp; pp = &(*pp)->next) {
@@ -1095,7 +1132,11 @@ void gowsgi_interp_end(gowsgi_interp *gi)
 		PyThreadState_Clear(gi->tstates[i]);
 		PyThreadState_Delete(gi->tstates[i]);
 	}
+	gi->ntstates = 0;
 	free(gi->tstates);
+	/* Py_EndInterpreter joins non-daemon threads (which may never end)
+	 * and aborts the process if any other thread remains. */
+	int threads = gi->is_main ? 0 : foreign_threads(gi, gi->owner);
 	Py_CLEAR(gi->app);
 	Py_CLEAR(gi->environ_base);
 	for (int i = 0; i < NKEYS; i++)
@@ -1105,13 +1146,16 @@ void gowsgi_interp_end(gowsgi_interp *gi)
 	Py_CLEAR(gi->scheme_https);
 	Py_CLEAR(gi->format_exception);
 	Py_CLEAR(gi->file_wrapper);
+	Py_CLEAR(gi->timeout_exc);
 	Py_CLEAR(gi->input_type);
-	if (gi->is_main || !gowsgi_can_end_subinterpreters()) {
-		/* A sub-interpreter that cannot be ended safely is left alive,
-		 * without our references: a leak instead of a crash. */
+	int ended = 0;
+	if (gi->is_main || threads > 0 || !gowsgi_can_end_subinterpreters()) {
+		/* Left alive, without our references: a leak instead of a
+		 * hang or a crash. */
 		PyEval_SaveThread();
 	} else {
 		Py_EndInterpreter(gi->owner);
+		ended = 1;
 #if PY_VERSION_HEX < 0x030C0000
 		/* Before 3.12 Py_EndInterpreter leaves the shared GIL held
 		 * with no thread state. */
@@ -1120,6 +1164,7 @@ void gowsgi_interp_end(gowsgi_interp *gi)
 #endif
 	}
 	free(gi);
+	return ended;
 }
 
 /* ------------------------------------------------------------- requests */
@@ -1374,6 +1419,46 @@ static int copy_sequence(gowsgi_req *rq, char *buf, size_t cap, gowsgi_result *r
 	return 1;
 }
 
+/* Marks the request as running Python on this thread.  With raise set, a
+ * timeout that came while it was out is raised now: returns -1 with
+ * RequestTimeout set. */
+static int watch_enter(gowsgi_interp *gi, gowsgi_result *res, int raise)
+{
+	res->ident = PyThread_get_thread_ident();
+	res->busy = 1;
+	if (raise && res->pending) {
+		res->pending = 0;
+		PyErr_SetNone(gi->timeout_exc);
+		return -1;
+	}
+	return 0;
+}
+
+/* Marks the request as out of Python, clearing an asynchronous exception
+ * that was set but not delivered, so it cannot hit whatever this thread
+ * runs next. */
+static void watch_leave(gowsgi_result *res)
+{
+	res->busy = 0;
+	if (res->interrupted) {
+		res->interrupted = 0;
+		PyThreadState_SetAsyncExc(res->ident, NULL);
+	}
+}
+
+void gowsgi_request_interrupt(gowsgi_interp *gi, gowsgi_result *res)
+{
+	int temp;
+	PyThreadState *ts = gi_enter(gi, &temp);
+	if (res->busy) {
+		PyThreadState_SetAsyncExc(res->ident, gi->timeout_exc);
+		res->interrupted = 1;
+	} else {
+		res->pending = 1;
+	}
+	gi_leave(ts, temp);
+}
+
 gowsgi_req *gowsgi_request_start(gowsgi_interp *gi, const char *envp, size_t envlen,
 				 int flags, uintptr_t handler, int slot, char *buf,
 				 size_t cap, gowsgi_result *res)
@@ -1381,16 +1466,19 @@ gowsgi_req *gowsgi_request_start(gowsgi_interp *gi, const char *envp, size_t env
 	int temp;
 	PyObject *env = NULL, *sr = NULL, *result = NULL;
 	PyThreadState *ts = gi_enter(gi, &temp);
-	gowsgi_req *rq = PyObject_New(gowsgi_req, gi->input_type);
+	gowsgi_req *rq = NULL;
 
 	res_clear(res);
-	if (rq == NULL) {
+	if (watch_enter(gi, res, 1) < 0 ||
+	    (rq = PyObject_New(gowsgi_req, gi->input_type)) == NULL) {
 		res->state = GOWSGI_ERROR;
 		err_fill(gi->format_exception, &res->err);
+		watch_leave(res);
 		gi_leave(ts, temp);
 		return NULL;
 	}
 	memset((char *)rq + sizeof(PyObject), 0, sizeof *rq - sizeof(PyObject));
+	rq->res = res;
 	rq->gi = gi;
 	rq->handler = handler;
 	rq->slot = slot;
@@ -1419,6 +1507,7 @@ gowsgi_req *gowsgi_request_start(gowsgi_interp *gi, const char *envp, size_t env
 			goto failure;
 		if (rc == 1) {
 			req_end(rq);
+			watch_leave(res);
 			gi_leave(ts, temp);
 			return NULL;
 		}
@@ -1426,6 +1515,7 @@ gowsgi_req *gowsgi_request_start(gowsgi_interp *gi, const char *envp, size_t env
 		   try_file(rq, res)) {
 		if (report_headers(rq, buf, cap, res) < 0)
 			goto failure;
+		watch_leave(res);
 		PyEval_SaveThread();
 		return rq;
 	}
@@ -1433,6 +1523,7 @@ gowsgi_req *gowsgi_request_start(gowsgi_interp *gi, const char *envp, size_t env
 	if (rq->iter == NULL)
 		goto failure;
 	req_advance(rq, buf, cap, res);
+	watch_leave(res);
 	PyEval_SaveThread();
 	return rq;
 
@@ -1445,6 +1536,7 @@ failure:
 	if (result_close(rq) < 0)
 		PyErr_Clear();
 	req_end(rq);
+	watch_leave(res);
 	gi_leave(ts, temp);
 	return NULL;
 }
@@ -1455,7 +1547,11 @@ void gowsgi_request_next(gowsgi_req *rq, int sent, char *buf, size_t cap,
 	PyEval_RestoreThread(rq->ts);
 	rq->headers_sent |= sent;
 	res_clear(res);
-	req_advance(rq, buf, cap, res);
+	if (watch_enter(rq->gi, res, 1) < 0)
+		res_error(rq, res);
+	else
+		req_advance(rq, buf, cap, res);
+	watch_leave(res);
 	PyEval_SaveThread();
 }
 
@@ -1463,13 +1559,17 @@ int gowsgi_request_finish(gowsgi_req *rq, int sent, gowsgi_error *err)
 {
 	PyThreadState *ts = rq->ts;
 	int temp = rq->ts_temp;
+	gowsgi_result *res = rq->res;
 	PyEval_RestoreThread(ts);
 	rq->headers_sent |= sent;
+	/* close() runs even after a timeout, and may itself be interrupted. */
+	watch_enter(rq->gi, res, 0);
 	PyObject *format = rq->gi->format_exception;
 	int rc = result_close(rq);
 	if (rc < 0)
 		err_fill(format, err);
 	req_end(rq);
+	watch_leave(res);
 	gi_leave(ts, temp);
 	return rc;
 }

@@ -58,9 +58,17 @@ void gowsgi_runtime_version(char *buf, size_t n);
 gowsgi_interp *gowsgi_interp_new(int main, uintptr_t handler, gowsgi_error *err);
 
 /* Ends the interpreter and frees the handle: deletes every thread state this
- * file created for it on any OS thread, then calls Py_EndInterpreter (for a
- * sub-interpreter).  No request may be running in it.  Control thread only. */
-void gowsgi_interp_end(gowsgi_interp *gi);
+ * file created for it on any OS thread, then calls Py_EndInterpreter for a
+ * sub-interpreter.  An interpreter that still runs threads the app started,
+ * or that this Python cannot end safely, is left alive without the
+ * handler's references instead.  No request may be running in it.  Control
+ * thread only.  Returns 1 if the interpreter was ended, 0 if left alive. */
+int gowsgi_interp_end(gowsgi_interp *gi);
+
+/* Returns how many threads the app started are alive in the interpreter,
+ * and in *names (malloc'd, the caller frees; NULL when none) their names.
+ * Any OS thread. */
+int gowsgi_interp_threads(gowsgi_interp *gi, char **names);
 
 /* Reports whether this Python can end sub-interpreters safely (not on 3.12
  * and 3.13.0: gh-116510); where it cannot, gowsgi_interp_end leaves the
@@ -115,6 +123,13 @@ typedef struct {
 	int fd;              /* GOWSGI_FILE: a new descriptor the caller closes */
 	int after_headers;   /* GOWSGI_ERROR: raised after headers were sent */
 	gowsgi_error err;    /* GOWSGI_ERROR: owned by the caller */
+
+	/* WithRequestTimeout's watch, touched only with the interpreter's
+	 * GIL held; the calls above keep it, it is not cleared per call. */
+	unsigned long ident; /* the thread running the request's Python */
+	int busy;            /* the request is inside one of the calls above */
+	int pending;         /* a timeout came while it was not: raise at entry */
+	int interrupted;     /* an async exception was set on ident */
 } gowsgi_result;
 
 /* Request flags, packed by Go. */
@@ -149,6 +164,12 @@ void gowsgi_request_next(gowsgi_req *rq, int sent, char *buf, size_t cap,
  * so references the app kept raise instead of reaching Go, and frees the
  * request.  Returns 0, or -1 with *err filled if close() raised. */
 int gowsgi_request_finish(gowsgi_req *rq, int sent, gowsgi_error *err);
+
+/* Raises the interpreter's RequestTimeout in the request whose result is
+ * res: at once in its thread if it is running Python (as an asynchronous
+ * exception), else when it next enters.  Any OS thread; res stays the
+ * caller's. */
+void gowsgi_request_interrupt(gowsgi_interp *gi, gowsgi_result *res);
 
 /* The environ keys Go packs by index: gowsgi_key(i) for i < gowsgi_nkeys(). */
 int gowsgi_nkeys(void);

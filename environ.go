@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/textproto"
 	"net/url"
 	"strconv"
@@ -117,8 +118,9 @@ func (b envBuf) int(n int64) envBuf {
 	return b.value(string(strconv.AppendInt(tmp[:0], n, 10)))
 }
 
-// packEnviron appends r's environ to b.
-func (h *Handler) packEnviron(b envBuf, r *http.Request) envBuf {
+// packEnviron appends r's environ to b, and reports whether
+// wsgi.url_scheme is https.
+func (h *Handler) packEnviron(b envBuf, r *http.Request) (envBuf, bool) {
 	script, pathInfo := h.paths(r)
 	b = b.tag(tagRequestMethod).value(r.Method)
 	b = b.tag(tagScriptName).value(script)
@@ -127,17 +129,16 @@ func (h *Handler) packEnviron(b envBuf, r *http.Request) envBuf {
 	b = b.tag(tagRequestURI).value(requestURI(r))
 	b = b.tag(tagServerProtocol).value(r.Proto)
 
-	host, port := serverHostPort(r)
+	c := h.client(r)
+	host, port := serverHostPort(r, c.host, c.https)
 	b = b.tag(tagServerName).value(host)
 	b = b.tag(tagServerPort).value(port)
-	if raddr, rport, err := net.SplitHostPort(r.RemoteAddr); err == nil {
-		b = b.tag(tagRemoteAddr).value(raddr)
-		b = b.tag(tagRemotePort).value(rport)
-	} else {
-		b = b.tag(tagRemoteAddr).value(r.RemoteAddr)
+	b = b.tag(tagRemoteAddr).value(c.addr)
+	if c.port != "" {
+		b = b.tag(tagRemotePort).value(c.port)
 	}
-	if r.Host != "" {
-		b = b.tag(tagHost).value(r.Host)
+	if c.host != "" {
+		b = b.tag(tagHost).value(c.host)
 	}
 
 	for name, vs := range r.Header {
@@ -180,7 +181,7 @@ func (h *Handler) packEnviron(b envBuf, r *http.Request) envBuf {
 	for i := range h.opts.vars {
 		b = h.opts.vars[i].pack(b, r)
 	}
-	return b
+	return b, c.https
 }
 
 // pack appends the var's key and its value for r.
@@ -339,7 +340,7 @@ func (p varPart) expand(b envBuf, r *http.Request) envBuf {
 		}
 		return append(b, "http"...)
 	case varHost:
-		host, _ := serverHostPort(r)
+		host, _ := serverHostPort(r, r.Host, r.TLS != nil)
 		return append(b, strings.ToLower(host)...)
 	case varRequestMethod:
 		return append(b, r.Method...)
@@ -391,10 +392,9 @@ func requestURI(r *http.Request) string {
 	return r.URL.RequestURI()
 }
 
-// serverHostPort returns SERVER_NAME and SERVER_PORT: from the Host header,
-// else from the address the request came in on.
-func serverHostPort(r *http.Request) (string, string) {
-	hostport := r.Host
+// serverHostPort returns SERVER_NAME and SERVER_PORT: from the Host header
+// (hostport), else from the address the request came in on.
+func serverHostPort(r *http.Request, hostport string, https bool) (string, string) {
 	if hostport == "" {
 		if a, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
 			hostport = a.String()
@@ -404,13 +404,121 @@ func serverHostPort(r *http.Request) (string, string) {
 		return host, port
 	}
 	port := "80"
-	if r.TLS != nil {
+	if https {
 		port = "443"
 	}
 	if hostport == "" {
 		hostport = "localhost"
 	}
 	return strings.Trim(hostport, "[]"), port
+}
+
+// clientInfo is who the request is from, as far as the handler believes.
+type clientInfo struct {
+	addr, port string
+	host       string // the Host the client asked for
+	https      bool
+}
+
+// client returns the connection's peer, or, when that peer is a trusted
+// proxy (WithTrustedProxies), the client its forwarding headers name.
+func (h *Handler) client(r *http.Request) clientInfo {
+	c := clientInfo{addr: r.RemoteAddr, host: r.Host, https: r.TLS != nil}
+	if a, p, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		c.addr, c.port = a, p
+	}
+	if len(h.opts.trusted) == 0 || !h.trusts(c.addr) {
+		return c
+	}
+	if fwd := r.Header.Values("Forwarded"); len(fwd) > 0 {
+		elems := parseForwarded(strings.Join(fwd, ","))
+		for i := len(elems) - 1; i >= 0; i-- {
+			e := elems[i]
+			addr := strings.Trim(e["for"], "[]")
+			if a, _, err := net.SplitHostPort(e["for"]); err == nil {
+				addr = a
+			}
+			if addr == "" {
+				break
+			}
+			c.addr, c.port = addr, ""
+			if p := e["proto"]; p != "" {
+				c.https = strings.EqualFold(p, "https")
+			}
+			if hst := e["host"]; hst != "" {
+				c.host = hst
+			}
+			if !h.trusts(addr) {
+				break
+			}
+		}
+		return c
+	}
+	if xff := r.Header.Values("X-Forwarded-For"); len(xff) > 0 {
+		hops := strings.Split(strings.Join(xff, ","), ",")
+		for i := len(hops) - 1; i >= 0; i-- {
+			addr := strings.TrimSpace(hops[i])
+			if addr == "" {
+				continue
+			}
+			c.addr, c.port = addr, ""
+			if !h.trusts(addr) {
+				break
+			}
+		}
+	}
+	if p := lastValue(r.Header.Values("X-Forwarded-Proto")); p != "" {
+		c.https = strings.EqualFold(p, "https")
+	}
+	if hst := lastValue(r.Header.Values("X-Forwarded-Host")); hst != "" {
+		c.host = hst
+	}
+	return c
+}
+
+func (h *Handler) trusts(addr string) bool {
+	a, err := netip.ParseAddr(addr)
+	if err != nil {
+		return false
+	}
+	a = a.Unmap()
+	for _, p := range h.opts.trusted {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// lastValue returns the last comma-separated value of a header's lines:
+// the one the nearest proxy set.
+func lastValue(lines []string) string {
+	if len(lines) == 0 {
+		return ""
+	}
+	all := strings.Split(lines[len(lines)-1], ",")
+	return strings.TrimSpace(all[len(all)-1])
+}
+
+// parseForwarded splits a Forwarded header (RFC 7239) into its elements,
+// each a map of lower-case parameter names to unquoted values.
+func parseForwarded(v string) []map[string]string {
+	var out []map[string]string
+	for _, elem := range strings.Split(v, ",") {
+		m := map[string]string{}
+		for _, pair := range strings.Split(elem, ";") {
+			k, val, ok := strings.Cut(strings.TrimSpace(pair), "=")
+			if !ok {
+				continue
+			}
+			if uq, err := strconv.Unquote(val); err == nil && strings.HasPrefix(val, `"`) {
+				val = uq
+			}
+			m[strings.ToLower(k)] = val
+		}
+		out = append(out, m)
+	}
+	return out
 }
 
 // paths returns SCRIPT_NAME and PATH_INFO.

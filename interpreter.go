@@ -7,9 +7,11 @@ package wsgi
 import "C"
 
 import (
+	"context"
 	_ "embed"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 	"runtime"
@@ -165,7 +167,7 @@ func newInterp(o *options, handler uintptr) (*interp, error) {
 		return nil, fmt.Errorf("wsgi: create interpreter: %w", takeError(&cerr))
 	}
 	if err := ip.load(o); err != nil {
-		ip.end()
+		ip.end(context.Background(), slog.New(slog.DiscardHandler))
 		return nil, err
 	}
 	return ip, nil
@@ -265,17 +267,48 @@ func (ip *interp) changed() []stamp {
 	return now
 }
 
-// end waits for the requests using the interpreter, then ends it.
-func (ip *interp) end() {
+// end waits for the requests using the interpreter, then ends it. Threads
+// the app started get until ctx's deadline (or a moment, without one) to
+// finish; an interpreter still running some is reported and left alive,
+// since ending it would wait for them forever or abort the process.
+func (ip *interp) end(ctx context.Context, log *slog.Logger) {
 	ip.mu.Lock()
 	defer ip.mu.Unlock()
 	if ip.dead {
 		return
 	}
 	ip.dead = true
+	if !ip.main {
+		grace := time.After(100 * time.Millisecond)
+		if _, ok := ctx.Deadline(); ok {
+			grace = nil
+		}
+		for n, names := ip.threads(); n > 0; n, names = ip.threads() {
+			wait := time.NewTimer(20 * time.Millisecond)
+			select {
+			case <-wait.C:
+				continue
+			case <-ctx.Done():
+			case <-grace:
+			}
+			wait.Stop()
+			log.Error("wsgi: threads the app started are still running, so its interpreter is left alive (its memory is not freed)",
+				"count", n, "threads", names)
+			break
+		}
+	}
 	onControl(func() { C.gowsgi_interp_end(ip.c) })
 	ip.c = nil
 	ip.releaseMain()
+}
+
+// threads returns how many threads the app started are alive, and their
+// names.
+func (ip *interp) threads() (int, string) {
+	var names *C.char
+	n := int(C.gowsgi_interp_threads(ip.c, &names))
+	defer C.free(unsafe.Pointer(names))
+	return n, C.GoString(names)
 }
 
 func (ip *interp) releaseMain() {
@@ -366,7 +399,7 @@ func (h *Handler) reloadLocked() error {
 		h.retiring.Add(1)
 		go func() {
 			defer h.retiring.Done()
-			old.end() // after the requests still running on it
+			old.end(context.Background(), h.log) // after the requests still running on it
 		}()
 		return nil
 	default:

@@ -6,9 +6,11 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 )
 
 // An Option configures a [Handler]. Options are applied in order by
@@ -64,6 +66,11 @@ type options struct {
 	tempPath        *tempPath // nil: os.TempDir(), checked when needed
 	maxBody         int64     // 0: no limit
 	accessLog       *accessLog
+	requestTimeout  time.Duration
+	queueTimeout    time.Duration
+	maxQueue        int
+	trusted         []netip.Prefix
+	expvarName      string
 }
 
 // defaultThreads is the number of requests admitted into one interpreter at
@@ -446,6 +453,83 @@ func WithAccessLog(w io.Writer) Option {
 		} else {
 			o.accessLog = &accessLog{w: w}
 		}
+		return nil
+	}
+}
+
+// WithRequestTimeout bounds the time a request may spend in the app. Past
+// d, gowsgi.RequestTimeout (a BaseException, so "except Exception" does not
+// catch it) is raised in the request's thread; the client gets 504 if the
+// headers have not gone out, else the connection is aborted; close() still
+// runs and the thread comes back. Python can only raise it when the thread
+// runs Python code: a thread blocked in C (a long sleep, a socket read) sees
+// it when that call returns, and one still in C at 2 x d is logged and
+// counted in Stats.Stuck until it comes back. Default 0: no timeout.
+func WithRequestTimeout(d time.Duration) Option {
+	return func(o *options) error {
+		if d < 0 {
+			return fmt.Errorf("WithRequestTimeout(%v): use 0 for none, or a positive duration", d)
+		}
+		o.requestTimeout = d
+		return nil
+	}
+}
+
+// WithQueueTimeout bounds the time a request waits for one of the
+// handler's threads ([WithThreads]); past d it gets 503 with Retry-After
+// and never enters Python. Default 0: it waits until its client leaves.
+func WithQueueTimeout(d time.Duration) Option {
+	return func(o *options) error {
+		if d < 0 {
+			return fmt.Errorf("WithQueueTimeout(%v): use 0 for none, or a positive duration", d)
+		}
+		o.queueTimeout = d
+		return nil
+	}
+}
+
+// WithMaxQueue bounds how many requests may wait for a thread; one more
+// gets 503 with Retry-After at once. Default 0: no bound.
+func WithMaxQueue(n int) Option {
+	return func(o *options) error {
+		if n < 0 {
+			return fmt.Errorf("WithMaxQueue(%d): use 0 for no bound, or a positive number", n)
+		}
+		o.maxQueue = n
+		return nil
+	}
+}
+
+// WithTrustedProxies names the proxies (addresses or CIDR prefixes, such as
+// "10.0.0.0/8" or "::1") whose forwarding headers are believed. A request
+// from one of them has REMOTE_ADDR, wsgi.url_scheme and HTTP_HOST set from
+// the Forwarded header (RFC 7239), or else from X-Forwarded-For,
+// X-Forwarded-Proto and X-Forwarded-Host: the client is the right-most
+// address in the chain that is not itself a trusted proxy. From anyone
+// else those headers are plain HTTP_* keys. Default none.
+func WithTrustedProxies(cidrs ...string) Option {
+	return func(o *options) error {
+		for _, c := range cidrs {
+			p, err := netip.ParsePrefix(c)
+			if err != nil {
+				a, aerr := netip.ParseAddr(c)
+				if aerr != nil {
+					return fmt.Errorf("WithTrustedProxies(%q): not an address or CIDR prefix", c)
+				}
+				p = netip.PrefixFrom(a, a.BitLen())
+			}
+			o.trusted = append(o.trusted, p.Masked())
+		}
+		return nil
+	}
+}
+
+// WithExpvar publishes the handler's [Stats] as the expvar name, so they
+// show on /debug/vars where expvar's handler is mounted. Default "": not
+// published.
+func WithExpvar(name string) Option {
+	return func(o *options) error {
+		o.expvarName = name
 		return nil
 	}
 }

@@ -33,6 +33,7 @@ type slot struct {
 	buf *C.char          // C memory, slotBufSize bytes
 	env envBuf
 	out []byte // WithOutputBuffering's buffer, kept for the next request
+	wt  *watch // WithRequestTimeout
 
 	w        http.ResponseWriter
 	r        *http.Request
@@ -46,6 +47,7 @@ type slot struct {
 	wbuf     *spillBuffer // WithWriteBuffering: what write() was given
 	stop     bool         // no more body is wanted
 	tooLarge bool         // the body passed WithMaxRequestBody
+	https    bool         // wsgi.url_scheme is https (set by packEnviron)
 	panic    any          // a panic recovered in a callback, re-raised in Go
 	werr     error        // the first error writing to the client
 }
@@ -54,6 +56,7 @@ type header struct{ name, value string }
 
 func (s *slot) init(h *Handler, idx int) {
 	s.h, s.idx = h, idx
+	s.wt = new(watch)
 	s.res = (*C.gowsgi_result)(C.calloc(1, C.sizeof_gowsgi_result))
 	s.buf = (*C.char)(C.malloc(slotBufSize))
 }
@@ -69,17 +72,19 @@ func (s *slot) reset() {
 		s.wbuf.Close()
 	}
 	*s = slot{h: s.h, idx: s.idx, res: s.res, buf: s.buf, env: s.env[:0],
-		out: s.out[:0], pending: s.pending[:0]}
+		out: s.out[:0], pending: s.pending[:0], wt: s.wt}
 	if cap(s.env) > 1<<20 {
 		s.env = nil // one huge request should not pin its buffer
 	}
 }
 
-func (s *slot) serve(ip *interp, w http.ResponseWriter, r *http.Request) {
-	s.w, s.r, s.cl = w, r, -1
-	s.env = s.h.packEnviron(s.env, r)
+// serve runs the app for the slot's request (s.w, s.r).
+func (s *slot) serve(ip *interp) {
+	r := s.r
+	s.cl = -1
+	s.env, s.https = s.h.packEnviron(s.env, r)
 	var flags C.int
-	if r.TLS != nil {
+	if s.https {
 		flags |= C.GOWSGI_HTTPS
 	}
 	if r.Method == http.MethodHead {
@@ -94,8 +99,10 @@ func (s *slot) serve(ip *interp, w http.ResponseWriter, r *http.Request) {
 	// threading.local and contextvars stay put. A response finished in
 	// one call unlocks at once.
 	runtime.LockOSThread()
+	s.wt.inCall.Store(true)
 	rq := C.gowsgi_request_start(ip.c, cptr(s.env), C.size_t(len(s.env)), flags,
 		C.uintptr_t(s.h.handle), C.int(s.idx), s.buf, slotBufSize, s.res)
+	s.wt.inCall.Store(false)
 	if rq == nil {
 		runtime.UnlockOSThread()
 		s.repanic()
@@ -163,7 +170,9 @@ func (s *slot) stream(rq *C.gowsgi_req) {
 				return
 			}
 		}
+		s.wt.inCall.Store(true)
 		C.gowsgi_request_next(rq, boolInt(s.hdrSent || s.wbuf != nil), s.buf, slotBufSize, res)
+		s.wt.inCall.Store(false)
 	}
 }
 
@@ -211,7 +220,10 @@ func (s *slot) endBody() {
 // finish runs the iterable's close() and ends the request in C.
 func (s *slot) finish(rq *C.gowsgi_req) {
 	var cerr C.gowsgi_error
-	if C.gowsgi_request_finish(rq, boolInt(s.hdrSent), &cerr) != 0 {
+	s.wt.inCall.Store(true)
+	rc := C.gowsgi_request_finish(rq, boolInt(s.hdrSent), &cerr)
+	s.wt.inCall.Store(false)
+	if rc != 0 {
 		pe := takeError(&cerr)
 		s.h.log.ErrorContext(s.r.Context(), "wsgi: the iterable's close() raised",
 			"method", s.r.Method, "path", s.r.URL.Path,
@@ -434,16 +446,29 @@ func (s *slot) fail(err error) {
 	if errors.As(err, &pe) {
 		attrs = append(attrs, "traceback", pe.Traceback)
 	}
+	timedOut := s.wt.timedOut.Load()
+	if !timedOut && !s.tooLarge {
+		s.h.stats.errors.Add(1)
+	}
 	if s.hdrSent {
-		s.h.log.ErrorContext(s.r.Context(), "wsgi: application error after the headers were sent; aborting the connection", attrs...)
+		msg := "wsgi: application error after the headers were sent; aborting the connection"
+		if timedOut {
+			msg = "wsgi: request timeout after the headers were sent; aborting the connection"
+		}
+		s.h.log.ErrorContext(s.r.Context(), msg, attrs...)
 		panic(http.ErrAbortHandler)
 	}
 	code := http.StatusInternalServerError
-	if s.tooLarge {
+	switch {
+	case timedOut:
+		code = http.StatusGatewayTimeout
+		s.h.log.WarnContext(s.r.Context(), "wsgi: request timeout", attrs...)
+	case s.tooLarge:
 		// The app failed because the body passed the limit: say so.
 		code = http.StatusRequestEntityTooLarge
+		s.h.stats.rejected.Add(1)
 		s.h.log.InfoContext(s.r.Context(), "wsgi: request body over the limit", attrs...)
-	} else {
+	default:
 		s.h.log.ErrorContext(s.r.Context(), "wsgi: application error", attrs...)
 	}
 	hdr := s.w.Header()

@@ -12,16 +12,22 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime/cgo"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 	"unsafe"
 )
 
-// Errors returned by the handler.
+// Errors of the handler. A request refused for one of them gets 503 with
+// Retry-After and never enters Python.
 var (
-	// ErrClosed is returned by Shutdown and Close's waits and answered as
-	// 503 to requests that arrive after the handler began shutting down.
+	// ErrClosed: the handler is shutting down (or Reload after Close).
 	ErrClosed = errors.New("wsgi: handler closed")
+	// ErrQueueFull: WithMaxQueue requests were already waiting.
+	ErrQueueFull = errors.New("wsgi: too many requests waiting for a thread")
+	// ErrQueueTimeout: the request waited WithQueueTimeout for a thread.
+	ErrQueueTimeout = errors.New("wsgi: timed out waiting for a thread")
 )
 
 // A PythonError is a Python exception copied into Go: loading errors from
@@ -53,6 +59,7 @@ type Handler struct {
 	failed      []stamp        // the files as they were when a reload failed
 	retiring    sync.WaitGroup // interpreters replaced and being ended
 	restartOnce sync.Once
+	stats       counters
 
 	slots []slot
 	free  chan int      // indices of free slots: the admission semaphore
@@ -102,6 +109,9 @@ func NewHandler(opts ...Option) (*Handler, error) {
 		h.slots[i].init(h, i)
 		h.free <- i
 	}
+	if o.expvarName != "" {
+		h.publishExpvar(o.expvarName)
+	}
 	return h, nil
 }
 
@@ -118,6 +128,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if max := h.opts.maxBody; max > 0 {
 		if r.ContentLength > max {
+			h.stats.rejected.Add(1)
 			w.Header().Set("Connection", "close")
 			http.Error(w, "413 request entity too large", http.StatusRequestEntityTooLarge)
 			return
@@ -126,18 +137,28 @@ func (h *Handler) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	s, err := h.acquire(r.Context())
 	if err != nil {
-		if errors.Is(err, ErrClosed) {
-			http.Error(w, "503 service unavailable: the application is shutting down", http.StatusServiceUnavailable)
+		if r.Context().Err() != nil {
+			return // the client went away while waiting: nobody to answer
 		}
-		return // the client went away while waiting
+		h.stats.rejected.Add(1)
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, "503 service unavailable: "+strings.TrimPrefix(err.Error(), "wsgi: "), http.StatusServiceUnavailable)
+		return
 	}
+	h.stats.inFlight.Add(1)
+	defer h.stats.inFlight.Add(-1)
 	defer h.release(s)
+	defer h.stats.served.Add(1)
+	s.w, s.r = w, r
 	if h.opts.reloading {
 		h.reloadIfChanged(w)
 	}
 	ip := h.enter()
 	defer ip.mu.RUnlock()
-	s.serve(ip, w, r)
+	if d := h.opts.requestTimeout; d > 0 {
+		defer s.watch(ip, d)()
+	}
+	s.serve(ip)
 }
 
 // enter returns the current interpreter, held shared until the caller's
@@ -153,6 +174,8 @@ func (h *Handler) enter() *interp {
 	}
 }
 
+// acquire waits for a free slot: until one frees, the request's context
+// ends, the handler shuts down or WithQueueTimeout passes.
 func (h *Handler) acquire(ctx context.Context) (*slot, error) {
 	select {
 	case <-h.done:
@@ -162,10 +185,30 @@ func (h *Handler) acquire(ctx context.Context) (*slot, error) {
 	select {
 	case i := <-h.free:
 		return &h.slots[i], nil
+	default:
+	}
+	if q := h.stats.queued.Add(1); h.opts.maxQueue > 0 && q > int64(h.opts.maxQueue) {
+		h.stats.queued.Add(-1)
+		return nil, ErrQueueFull
+	}
+	defer h.stats.queued.Add(-1)
+	start := time.Now()
+	defer func() { h.stats.slotWait.Add(int64(time.Since(start))) }()
+	var expired <-chan time.Time
+	if d := h.opts.queueTimeout; d > 0 {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		expired = t.C
+	}
+	select {
+	case i := <-h.free:
+		return &h.slots[i], nil
 	case <-h.done:
 		return nil, ErrClosed
 	case <-ctx.Done():
 		return nil, ctx.Err()
+	case <-expired:
+		return nil, ErrQueueTimeout
 	}
 }
 
@@ -204,7 +247,7 @@ func (h *Handler) Shutdown(ctx context.Context) error {
 	}
 	h.reloadMu.Lock() // no reload may start a new interpreter now
 	h.retiring.Wait()
-	h.ip.Load().end()
+	h.ip.Load().end(ctx, h.log)
 	h.reloadMu.Unlock()
 	for i := range h.slots {
 		h.slots[i].free()

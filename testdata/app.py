@@ -641,6 +641,91 @@ def write_then_raise(environ, start_response):
     raise RuntimeError("after write")
 
 
+def busy(environ, start_response):
+    """Runs Python (no blocking call) for ?ms=, then answers."""
+    end = time.monotonic() + int_arg(environ, "ms", 1000) / 1000.0
+    while time.monotonic() < end:
+        pass
+    return text(start_response, b"done")
+
+
+def busy_stream(environ, start_response):
+    """Sends a chunk, then runs Python for ?ms= before the next."""
+    ms = int_arg(environ, "ms", 1000)
+    start_response("200 OK", [TEXT])
+
+    def chunks():
+        yield b"first\n"
+        end = time.monotonic() + ms / 1000.0
+        while time.monotonic() < end:
+            pass
+        yield b"late\n"
+    return CloseMarker(environ.get("QUERY_STRING", ""), chunks())
+
+
+READ_ERRORS = []  # what wsgi.input.read raised, per /read-catch request
+
+
+def read_catch(environ, start_response):
+    """Reads the body; records the exception type read() raised, if any."""
+    try:
+        read_all(environ["wsgi.input"])
+        READ_ERRORS.append(None)
+    except Exception as exc:
+        READ_ERRORS.append({"type": type(exc).__name__, "oserror": isinstance(exc, OSError)})
+        raise
+    return text(start_response, b"read")
+
+
+def read_errors(environ, start_response):
+    return json_response(start_response, READ_ERRORS)
+
+
+class Custom(BaseException):
+    pass
+
+
+def hostile(kind):
+    def route(environ, start_response):
+        if kind == "sys-exit":
+            raise SystemExit(3)
+        if kind == "keyboard-interrupt":
+            raise KeyboardInterrupt
+        if kind == "base-exception":
+            raise Custom("not an Exception")
+        if kind == "no-start-response":
+            return [b"no start_response"]
+        start_response("200 OK", [TEXT])
+        if kind == "return-none":
+            return None
+        if kind == "iter-raises":
+            class Bad:
+                def __iter__(self):
+                    raise ValueError("cannot iterate")
+            return Bad()
+        if kind == "exit-mid-stream":
+            def chunks():
+                yield b"ok\n"
+                raise SystemExit(4)
+            return chunks()
+        raise AssertionError(kind)
+    return route
+
+
+THREADS = []
+
+
+def spawn_thread(environ, start_response):
+    """Starts a thread (?daemon=1 for a daemon) that runs for ?ms=."""
+    ms = int_arg(environ, "ms", 60000)
+    t = threading.Thread(target=time.sleep, args=(ms / 1000.0,),
+                         daemon=query(environ).get("daemon") == "1",
+                         name=query(environ).get("name", "worker"))
+    t.start()
+    THREADS.append(t)
+    return text(start_response, b"spawned")
+
+
 def hello(environ, start_response):
     start_response("200 OK", [("Content-Type", "text/plain")])
     return [b"Hello, World!"]
@@ -696,6 +781,11 @@ ROUTES = {
     "/keep": keep,
     "/use-kept": use_kept,
     "/hello": hello,
+    "/busy": busy,
+    "/busy-stream": busy_stream,
+    "/read-catch": read_catch,
+    "/read-errors": read_errors,
+    "/spawn-thread": spawn_thread,
     "/stream-cl": stream_cl,
     "/gen-empty-first": gen_empty_first,
     "/steps": steps,
@@ -706,6 +796,9 @@ ROUTES = {
     "/wait-file": wait_file,
 }
 ROUTES.update(dict.fromkeys(BAD_START, bad_start))
+for _kind in ("sys-exit", "keyboard-interrupt", "base-exception", "no-start-response",
+              "return-none", "iter-raises", "exit-mid-stream"):
+    ROUTES["/" + _kind] = hostile(_kind)
 
 
 def application(environ, start_response):
