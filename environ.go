@@ -524,6 +524,9 @@ func parseForwarded(v string) []map[string]string {
 // paths returns SCRIPT_NAME and PATH_INFO.
 func (h *Handler) paths(r *http.Request) (script, pathInfo string) {
 	p := r.URL.Path
+	if p == "*" {
+		return "", "" // OPTIONS *: the server, not a resource; REQUEST_URI says so
+	}
 	if s := h.opts.scriptName; s != "" {
 		if strings.HasPrefix(p, s) && (len(p) == len(s) || p[len(s)] == '/') {
 			p = p[len(s):]
