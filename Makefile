@@ -9,7 +9,7 @@ APP ?= examples/hello.py
 # Extra go test flags for `make test`, e.g. ARGS="-run TestX -short".
 ARGS ?=
 
-.PHONY: setup test serve vet
+.PHONY: setup test serve vet soak
 
 setup:
 	scripts/setup.sh
@@ -24,3 +24,9 @@ serve:
 vet:
 	scripts/setup.sh
 	go vet ./...
+
+# A million mixed requests against the command; prints RSS, goroutines,
+# file descriptors and threads after the warm-up and at the end.
+soak:
+	scripts/setup.sh
+	go run ./bench/soak

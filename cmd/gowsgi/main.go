@@ -12,6 +12,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -21,6 +22,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -81,6 +83,11 @@ type config struct {
 	readHeaderTimeout time.Duration
 	idleTimeout       time.Duration
 	maxRequestBody    int64
+	requestTimeout    time.Duration
+	queueTimeout      time.Duration
+	maxQueue          int
+	trustedProxies    listFlag
+	statsAddr         string
 	certFile, keyFile string
 	gracefulTimeout   time.Duration
 	showVersion       bool
@@ -123,6 +130,11 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.DurationVar(&c.readHeaderTimeout, "read-header-timeout", 10*time.Second, "time allowed to read a request's headers")
 	fs.DurationVar(&c.idleTimeout, "idle-timeout", 2*time.Minute, "how long an idle keep-alive connection stays open")
 	fs.Int64Var(&c.maxRequestBody, "max-request-body", 0, "largest request body in bytes, 0 for no limit (413 beyond it)")
+	fs.DurationVar(&c.requestTimeout, "request-timeout", 0, "stop a request still in the app after this long: 504, or an aborted response (0: none)")
+	fs.DurationVar(&c.queueTimeout, "queue-timeout", 0, "answer 503 to a request that waited this long for a thread (0: wait)")
+	fs.IntVar(&c.maxQueue, "max-queue", 0, "answer 503 at once when this many requests already wait (0: no bound)")
+	fs.Var(&c.trustedProxies, "trusted-proxy", "address or CIDR of a proxy whose Forwarded/X-Forwarded-* headers are believed; repeatable")
+	fs.StringVar(&c.statsAddr, "stats-addr", "", "serve the handler's stats as JSON on this address (host:port), at /")
 	fs.StringVar(&c.certFile, "certfile", "", "TLS certificate file; with --keyfile serves HTTPS and HTTP/2")
 	fs.StringVar(&c.keyFile, "keyfile", "", "TLS key file")
 	fs.DurationVar(&c.gracefulTimeout, "graceful-timeout", 30*time.Second, "on SIGTERM or SIGINT, how long requests in flight may take to finish")
@@ -161,6 +173,10 @@ func (c *config) options(logger *slog.Logger, stdout io.Writer, restart func()) 
 		wsgi.WithWriteBufferSize(c.writeBufferSize),
 		wsgi.WithOptimizeSendHeaders(c.optimizeHeaders),
 		wsgi.WithMaxRequestBody(c.maxRequestBody),
+		wsgi.WithRequestTimeout(c.requestTimeout),
+		wsgi.WithQueueTimeout(c.queueTimeout),
+		wsgi.WithMaxQueue(c.maxQueue),
+		wsgi.WithTrustedProxies(c.trustedProxies...),
 	}
 	switch c.interpreter {
 	case "sub":
@@ -310,6 +326,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 			}
 		}()
 	}
+	if c.statsAddr != "" {
+		ln, err := net.Listen("tcp", c.statsAddr)
+		if err != nil {
+			fmt.Fprintln(stderr, "gowsgi: --stats-addr:", err)
+			return 1
+		}
+		fmt.Fprintf(stdout, "gowsgi: stats on http://%s/\n", ln.Addr())
+		go http.Serve(ln, statsHandler(h))
+	}
 	sigc := make(chan os.Signal, 1)
 	signal.Notify(sigc, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	for stop := false; !stop; {
@@ -432,4 +457,16 @@ func displayURL(ln net.Listener, tls bool) string {
 		scheme = "https"
 	}
 	return scheme + "://" + ln.Addr().String() + "/"
+}
+
+// statsHandler answers the handler's Stats, and the process's goroutine
+// count, as JSON.
+func statsHandler(h *wsgi.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(struct {
+			wsgi.Stats
+			Goroutines int
+		}{h.Stats(), runtime.NumGoroutine()})
+	})
 }
