@@ -57,7 +57,11 @@ def _resolve(obj, attrs, where):
 
 
 def is_script(path):
-    return "/" in path or path.endswith((".py", ".wsgi"))
+    """A path with a slash, a name ending in .py, or an existing .wsgi file
+    is a script; "mysite.wsgi" (Django's module) is a module otherwise."""
+    if "/" in path or path.endswith(".py"):
+        return True
+    return path.endswith(".wsgi") and os.path.isfile(path)
 
 
 def _load_target(spec):

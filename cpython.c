@@ -41,6 +41,7 @@ const char *gowsgi_key(int i) { return gowsgi_keys[i]; }
 
 struct gowsgi_interp {
 	int is_main;
+	int isolated; /* its own GIL */
 	int64_t id;
 	PyInterpreterState *interp;
 	PyThreadState *owner; /* sub-interpreters: the state Py_NewInterpreter made */
@@ -906,20 +907,80 @@ failure:
 	return rc;
 }
 
-gowsgi_interp *gowsgi_interp_new(int main, uintptr_t handler, gowsgi_error *err)
+/* Marks C extension modules that are not safe in an own-GIL interpreter
+ * of this Python as unavailable, so the standard library's pure-Python
+ * versions load instead.  Needs the new interpreter's GIL. */
+static int guard_isolated(void)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+	/* On 3.12 and 3.13.0, _datetime and _decimal keep state shared between
+	 * interpreters: a second own-GIL interpreter importing them corrupted
+	 * the heap on 3.12.1 and aborted when it ended on 3.13.0 (CPython
+	 * gh-117398 and gh-118534 isolate them).  datetime and decimal then
+	 * use _pydatetime and _pydecimal. */
+	if (Py_Version < 0x030D0100) {
+		PyObject *modules = PyImport_GetModuleDict();
+		if (PyDict_SetItemString(modules, "_datetime", Py_None) < 0 ||
+		    PyDict_SetItemString(modules, "_decimal", Py_None) < 0)
+			return -1;
+	}
+#endif
+	return 0;
+}
+
+gowsgi_interp *gowsgi_interp_new(int kind, uintptr_t handler, gowsgi_error *err)
 {
 	gowsgi_interp *gi = calloc(1, sizeof *gi);
 	if (gi == NULL) {
 		err_set(err, "MemoryError", "out of memory");
 		return NULL;
 	}
-	gi->is_main = main;
+	gi->is_main = kind == GOWSGI_MAIN;
+	gi->isolated = kind == GOWSGI_ISOLATED;
 	gi->handler = handler;
 	PyEval_RestoreThread(main_ts);
-	if (main) {
+	if (gi->is_main) {
 		gi->interp = main_interp;
+		gi->id = PyInterpreterState_GetID(gi->interp);
+		PyEval_SaveThread();
+		goto registered;
+	}
+	PyThreadState *ts = NULL;
+	if (kind == GOWSGI_ISOLATED) {
+#if PY_VERSION_HEX >= 0x030C0000
+		PyInterpreterConfig config = {
+			.use_main_obmalloc = 0,
+			.allow_fork = 0,
+			.allow_exec = 0,
+			.allow_threads = 1,
+			.allow_daemon_threads = 0,
+			.check_multi_interp_extensions = 1,
+			.gil = PyInterpreterConfig_OWN_GIL,
+		};
+		/* With its own GIL, the new interpreter's GIL is held on return
+		 * and the main interpreter's is released. */
+		PyStatus st = Py_NewInterpreterFromConfig(&ts, &config);
+		if (PyStatus_Exception(st)) {
+			err_set(err, "RuntimeError", st.err_msg ? st.err_msg : "Py_NewInterpreterFromConfig failed");
+			PyThreadState_Swap(main_ts);
+			PyEval_SaveThread();
+			free(gi);
+			return NULL;
+		}
+		if (guard_isolated() < 0) {
+			err_fill(NULL, err);
+			Py_EndInterpreter(ts);
+			free(gi);
+			return NULL;
+		}
+#else
+		err_set(err, "RuntimeError", "own-GIL interpreters need Python 3.12 or newer");
+		PyEval_SaveThread();
+		free(gi);
+		return NULL;
+#endif
 	} else {
-		PyThreadState *ts = Py_NewInterpreter();
+		ts = Py_NewInterpreter();
 		if (ts == NULL) {
 			if (PyErr_Occurred())
 				err_fill(NULL, err);
@@ -930,12 +991,13 @@ gowsgi_interp *gowsgi_interp_new(int main, uintptr_t handler, gowsgi_error *err)
 			free(gi);
 			return NULL;
 		}
-		gi->owner = ts;
-		gi->interp = ts->interp;
 	}
+	gi->owner = ts;
+	gi->interp = ts->interp;
 	gi->id = PyInterpreterState_GetID(gi->interp);
 	PyEval_SaveThread();
 
+registered:
 	pthread_mutex_lock(&registry_mu);
 	gi->next = registry;
 	registry = gi;
@@ -1149,7 +1211,7 @@ int gowsgi_interp_end(gowsgi_interp *gi)
 	Py_CLEAR(gi->timeout_exc);
 	Py_CLEAR(gi->input_type);
 	int ended = 0;
-	if (gi->is_main || threads > 0 || !gowsgi_can_end_subinterpreters()) {
+	if (gi->is_main || threads > 0 || (!gi->isolated && !gowsgi_can_end_subinterpreters())) {
 		/* Left alive, without our references: a leak instead of a
 		 * hang or a crash. */
 		PyEval_SaveThread();

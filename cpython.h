@@ -51,11 +51,17 @@ int gowsgi_runtime_init(const gowsgi_settings *s, gowsgi_error *err);
 /* Writes the running Python's version into buf (NUL-terminated). */
 void gowsgi_runtime_version(char *buf, size_t n);
 
-/* Creates an interpreter: a new sub-interpreter sharing the GIL (main == 0),
- * or a handle on the main interpreter (main == 1).  handler is the Go handle
- * the interpreter's callbacks report to.  Control thread only.  Returns a new
+/* Kinds of interpreter. */
+enum {
+	GOWSGI_SUB = 0,      /* a sub-interpreter sharing the main GIL */
+	GOWSGI_MAIN = 1,     /* the main interpreter */
+	GOWSGI_ISOLATED = 2, /* a sub-interpreter with its own GIL (3.12+) */
+};
+
+/* Creates an interpreter of the given kind.  handler is the Go handle the
+ * interpreter's callbacks report to.  Control thread only.  Returns a new
  * handle, or NULL with *err filled. */
-gowsgi_interp *gowsgi_interp_new(int main, uintptr_t handler, gowsgi_error *err);
+gowsgi_interp *gowsgi_interp_new(int kind, uintptr_t handler, gowsgi_error *err);
 
 /* Ends the interpreter and frees the handle: deletes every thread state this
  * file created for it on any OS thread, then calls Py_EndInterpreter for a

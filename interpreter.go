@@ -158,9 +158,19 @@ func newInterp(o *options, handler uintptr) (*interp, error) {
 			return nil, fmt.Errorf("wsgi: WithInterpreter(MainInterpreter): another handler already uses the main interpreter; only one can, so use SubInterpreter for this one")
 		}
 	}
+	kind := C.int(C.GOWSGI_SUB)
+	switch o.interpreter {
+	case MainInterpreter:
+		kind = C.GOWSGI_MAIN
+	case IsolatedInterpreters:
+		if rt.major == 3 && rt.minor < 12 {
+			return nil, fmt.Errorf("wsgi: WithInterpreter(IsolatedInterpreters) needs Python 3.12 or newer for interpreters with their own GIL; this is Python %s (build against another with PKG_CONFIG_PATH), or use SubInterpreter", rt.version)
+		}
+		kind = C.GOWSGI_ISOLATED
+	}
 	var cerr C.gowsgi_error
 	onControl(func() {
-		ip.c = C.gowsgi_interp_new(boolInt(ip.main), C.uintptr_t(handler), &cerr)
+		ip.c = C.gowsgi_interp_new(kind, C.uintptr_t(handler), &cerr)
 	})
 	if ip.c == nil {
 		ip.releaseMain()
@@ -342,14 +352,15 @@ func boolInt(b bool) C.int {
 // is served by the old app with "Refresh: 0", and the restart function is
 // called once.
 func (h *Handler) reloadIfChanged(w http.ResponseWriter) {
-	ip := h.ip.Load()
+	first := h.members[0]
+	ip := first.ip.Load()
 	now := ip.changed()
 	if now == nil {
 		return
 	}
 	h.reloadMu.Lock()
 	defer h.reloadMu.Unlock()
-	if h.ip.Load() != ip || ip.changed() == nil || slices.Equal(now, h.failed) {
+	if first.ip.Load() != ip || ip.changed() == nil || slices.Equal(now, h.failed) {
 		return // reloaded meanwhile, or this version already failed
 	}
 	if h.opts.reload == ReloadProcess {
@@ -391,20 +402,37 @@ func (h *Handler) reloadLocked() error {
 		}
 		return nil
 	case ReloadInterpreter:
-		fresh, err := newInterp(&h.opts, uintptr(h.handle))
-		if err != nil {
-			return err
+		// Load every member's replacement first: if one fails, none is
+		// swapped in.
+		fresh := make([]*interp, len(h.members))
+		for i := range fresh {
+			ip, err := newInterp(&h.opts, uintptr(h.handle))
+			if err != nil {
+				for _, f := range fresh[:i] {
+					f.end(context.Background(), h.log)
+				}
+				return err
+			}
+			fresh[i] = ip
 		}
-		old := h.ip.Swap(fresh)
-		h.retiring.Add(1)
-		go func() {
-			defer h.retiring.Done()
-			old.end(context.Background(), h.log) // after the requests still running on it
-		}()
+		for i, m := range h.members {
+			old := m.ip.Swap(fresh[i])
+			h.retiring.Add(1)
+			go func() {
+				defer h.retiring.Done()
+				old.end(context.Background(), h.log) // after the requests still running on it
+			}()
+		}
 		return nil
 	default:
-		ip := h.enter()
-		defer ip.mu.RUnlock()
-		return ip.reload(h.opts.app)
+		for _, m := range h.members {
+			ip := m.enter()
+			err := ip.reload(h.opts.app)
+			ip.mu.RUnlock()
+			if err != nil {
+				return err
+			}
+		}
+		return nil
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"time"
 )
@@ -31,6 +32,13 @@ const (
 	// modules that refuse sub-interpreters. Only one handler per process
 	// can use it. The nginx module's wsgi_use_main_interpreter on.
 	MainInterpreter
+	// IsolatedInterpreters runs the app in a pool of [WithInterpreters]
+	// sub-interpreters that each have their own GIL (Python 3.12 and
+	// newer), so requests run Python in parallel within one process. Each
+	// loads the app; each has its own [WithThreads] threads; a request
+	// goes to the least busy. Extension modules that are not isolated
+	// refuse to load there (NewHandler names the module).
+	IsolatedInterpreters
 )
 
 func (i Interpreter) String() string {
@@ -39,18 +47,21 @@ func (i Interpreter) String() string {
 		return "SubInterpreter"
 	case MainInterpreter:
 		return "MainInterpreter"
+	case IsolatedInterpreters:
+		return "IsolatedInterpreters"
 	}
 	return fmt.Sprintf("Interpreter(%d)", int(i))
 }
 
 type options struct {
-	app         string
-	pythonPath  []string
-	interpreter Interpreter
-	threads     int
-	logger      *slog.Logger
-	scriptName  string
-	runtime     runtimeSettings
+	app          string
+	pythonPath   []string
+	interpreter  Interpreter
+	interpreters int // the pool's size for IsolatedInterpreters
+	threads      int
+	logger       *slog.Logger
+	scriptName   string
+	runtime      runtimeSettings
 
 	middleware      []middleware
 	vars            []envVar
@@ -78,7 +89,7 @@ type options struct {
 const defaultThreads = 8
 
 func defaultOptions() options {
-	return options{threads: defaultThreads, bufferSize: os.Getpagesize()}
+	return options{threads: defaultThreads, bufferSize: os.Getpagesize(), interpreters: runtime.GOMAXPROCS(0)}
 }
 
 // check validates combinations once every option is applied.
@@ -143,10 +154,23 @@ func WithPythonPath(dirs ...string) Option {
 // [SubInterpreter].
 func WithInterpreter(i Interpreter) Option {
 	return func(o *options) error {
-		if i != SubInterpreter && i != MainInterpreter {
-			return fmt.Errorf("WithInterpreter(%v): use SubInterpreter or MainInterpreter", i)
+		if i < SubInterpreter || i > IsolatedInterpreters {
+			return fmt.Errorf("WithInterpreter(%v): use SubInterpreter, MainInterpreter or IsolatedInterpreters", i)
 		}
 		o.interpreter = i
+		return nil
+	}
+}
+
+// WithInterpreters sets how many interpreters an [IsolatedInterpreters]
+// handler runs. Default runtime.GOMAXPROCS(0); at least 1. It has no effect
+// on the other kinds, which have one.
+func WithInterpreters(n int) Option {
+	return func(o *options) error {
+		if n < 1 {
+			return fmt.Errorf("WithInterpreters(%d): need at least 1", n)
+		}
+		o.interpreters = n
 		return nil
 	}
 }

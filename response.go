@@ -28,6 +28,7 @@ const slotBufSize = 64 << 10
 // index), so no per-request handle is allocated.
 type slot struct {
 	h   *Handler
+	m   *member // the interpreter the slot runs requests in
 	idx int
 	res *C.gowsgi_result // C memory: Go's pointers never reach C
 	buf *C.char          // C memory, slotBufSize bytes
@@ -54,8 +55,8 @@ type slot struct {
 
 type header struct{ name, value string }
 
-func (s *slot) init(h *Handler, idx int) {
-	s.h, s.idx = h, idx
+func (s *slot) init(h *Handler, m *member, idx int) {
+	s.h, s.m, s.idx = h, m, idx
 	s.wt = new(watch)
 	s.res = (*C.gowsgi_result)(C.calloc(1, C.sizeof_gowsgi_result))
 	s.buf = (*C.char)(C.malloc(slotBufSize))
@@ -71,7 +72,7 @@ func (s *slot) reset() {
 	if s.wbuf != nil {
 		s.wbuf.Close()
 	}
-	*s = slot{h: s.h, idx: s.idx, res: s.res, buf: s.buf, env: s.env[:0],
+	*s = slot{h: s.h, m: s.m, idx: s.idx, res: s.res, buf: s.buf, env: s.env[:0],
 		out: s.out[:0], pending: s.pending[:0], wt: s.wt}
 	if cap(s.env) > 1<<20 {
 		s.env = nil // one huge request should not pin its buffer

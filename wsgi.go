@@ -14,7 +14,6 @@ import (
 	"runtime/cgo"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 	"unsafe"
 )
@@ -53,7 +52,6 @@ type Handler struct {
 	opts   options
 	log    *slog.Logger
 	handle cgo.Handle
-	ip     atomic.Pointer[interp] // swapped by ReloadInterpreter
 
 	reloadMu    sync.Mutex
 	failed      []stamp        // the files as they were when a reload failed
@@ -61,9 +59,11 @@ type Handler struct {
 	restartOnce sync.Once
 	stats       counters
 
-	slots []slot
-	free  chan int      // indices of free slots: the admission semaphore
-	done  chan struct{} // closed when shutdown begins
+	slots   []slot
+	members []*member
+	pickMu  sync.Mutex
+	tokens  chan struct{} // one per idle slot: the admission semaphore
+	done    chan struct{} // closed when shutdown begins
 
 	closeOnce sync.Once
 	endMu     sync.Mutex
@@ -88,26 +88,39 @@ func NewHandler(opts ...Option) (*Handler, error) {
 	if err := startRuntime(o.runtime); err != nil {
 		return nil, err
 	}
+	n := 1
+	if o.interpreter == IsolatedInterpreters {
+		n = o.interpreters
+	}
 	h := &Handler{
-		opts:  o,
-		log:   o.logger,
-		slots: make([]slot, o.threads),
-		free:  make(chan int, o.threads),
-		done:  make(chan struct{}),
+		opts:   o,
+		log:    o.logger,
+		slots:  make([]slot, n*o.threads),
+		tokens: make(chan struct{}, n*o.threads),
+		done:   make(chan struct{}),
 	}
 	if h.log == nil {
 		h.log = slog.Default()
 	}
 	h.handle = cgo.NewHandle(h)
-	ip, err := newInterp(&o, uintptr(h.handle))
-	if err != nil {
-		h.handle.Delete()
-		return nil, err
+	for i := range n {
+		ip, err := newInterp(&o, uintptr(h.handle))
+		if err != nil {
+			for _, m := range h.members {
+				m.ip.Load().end(context.Background(), h.log)
+			}
+			h.handle.Delete()
+			return nil, err
+		}
+		m := &member{idx: i}
+		m.ip.Store(ip)
+		h.members = append(h.members, m)
 	}
-	h.ip.Store(ip)
 	for i := range h.slots {
-		h.slots[i].init(h, i)
-		h.free <- i
+		m := h.members[i/o.threads]
+		h.slots[i].init(h, m, i)
+		m.free = append(m.free, i)
+		h.tokens <- struct{}{}
 	}
 	if o.expvarName != "" {
 		h.publishExpvar(o.expvarName)
@@ -149,29 +162,17 @@ func (h *Handler) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	defer h.stats.inFlight.Add(-1)
 	defer h.release(s)
 	defer h.stats.served.Add(1)
+	defer s.m.served.Add(1)
 	s.w, s.r = w, r
 	if h.opts.reloading {
 		h.reloadIfChanged(w)
 	}
-	ip := h.enter()
+	ip := s.m.enter()
 	defer ip.mu.RUnlock()
 	if d := h.opts.requestTimeout; d > 0 {
 		defer s.watch(ip, d)()
 	}
 	s.serve(ip)
-}
-
-// enter returns the current interpreter, held shared until the caller's
-// RUnlock so it cannot be ended under the request.
-func (h *Handler) enter() *interp {
-	for {
-		ip := h.ip.Load()
-		ip.mu.RLock()
-		if !ip.dead {
-			return ip
-		}
-		ip.mu.RUnlock() // replaced while we waited: take the new one
-	}
 }
 
 // acquire waits for a free slot: until one frees, the request's context
@@ -183,8 +184,8 @@ func (h *Handler) acquire(ctx context.Context) (*slot, error) {
 	default:
 	}
 	select {
-	case i := <-h.free:
-		return &h.slots[i], nil
+	case <-h.tokens:
+		return h.pick(), nil
 	default:
 	}
 	if q := h.stats.queued.Add(1); h.opts.maxQueue > 0 && q > int64(h.opts.maxQueue) {
@@ -201,8 +202,10 @@ func (h *Handler) acquire(ctx context.Context) (*slot, error) {
 		expired = t.C
 	}
 	select {
-	case i := <-h.free:
-		return &h.slots[i], nil
+	case <-h.tokens:
+		s := h.pick()
+		s.m.slotWait.Add(int64(time.Since(start)))
+		return s, nil
 	case <-h.done:
 		return nil, ErrClosed
 	case <-ctx.Done():
@@ -210,11 +213,6 @@ func (h *Handler) acquire(ctx context.Context) (*slot, error) {
 	case <-expired:
 		return nil, ErrQueueTimeout
 	}
-}
-
-func (h *Handler) release(s *slot) {
-	s.reset()
-	h.free <- s.idx
 }
 
 // Shutdown stops admitting requests (later ones get 503), waits for those
@@ -229,25 +227,27 @@ func (h *Handler) Shutdown(ctx context.Context) error {
 	if h.ended {
 		return nil
 	}
-	var taken []int
+	taken := 0
 	defer func() {
 		if !h.ended {
-			for _, i := range taken {
-				h.free <- i
+			for ; taken > 0; taken-- {
+				h.tokens <- struct{}{}
 			}
 		}
 	}()
-	for len(taken) < len(h.slots) {
+	for taken < len(h.slots) {
 		select {
-		case i := <-h.free:
-			taken = append(taken, i)
+		case <-h.tokens:
+			taken++
 		case <-ctx.Done():
 			return ctx.Err()
 		}
 	}
 	h.reloadMu.Lock() // no reload may start a new interpreter now
 	h.retiring.Wait()
-	h.ip.Load().end(ctx, h.log)
+	for _, m := range h.members {
+		m.ip.Load().end(ctx, h.log)
+	}
 	h.reloadMu.Unlock()
 	for i := range h.slots {
 		h.slots[i].free()
