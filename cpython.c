@@ -913,12 +913,16 @@ failure:
 static int guard_isolated(void)
 {
 #if PY_VERSION_HEX >= 0x030C0000
-	/* On 3.12 and 3.13.0, _datetime and _decimal keep state shared between
-	 * interpreters: a second own-GIL interpreter importing them corrupted
-	 * the heap on 3.12.1 and aborted when it ended on 3.13.0 (CPython
-	 * gh-117398 and gh-118534 isolate them).  datetime and decimal then
-	 * use _pydatetime and _pydecimal. */
-	if (Py_Version < 0x030D0100) {
+	/* _datetime and _decimal keep state that own-GIL interpreters end up
+	 * sharing: with a pool of them importing datetime and decimal, 3.12.1
+	 * died with "double free or corruption" and 3.13.0 with SIGSEGV when
+	 * the pool ended (TestIsolatedDatetimeDecimal without this guard).
+	 * CPython's work on it: gh-117398 (isolating _datetime, 3.13),
+	 * gh-136421 and gh-136423 (concurrent init and teardown of _datetime,
+	 * fixed after 3.13.0).  Untested here on later 3.13 releases, the
+	 * guard stays on before 3.14.  datetime and decimal then use
+	 * _pydatetime and _pydecimal, the same API in pure Python. */
+	if (Py_Version < 0x030E0000) {
 		PyObject *modules = PyImport_GetModuleDict();
 		if (PyDict_SetItemString(modules, "_datetime", Py_None) < 0 ||
 		    PyDict_SetItemString(modules, "_decimal", Py_None) < 0)
@@ -1134,13 +1138,19 @@ failure:
  * immortal interned strings that other interpreters still use (through the
  * copied dicts of single-phase extension modules), and a later interpreter
  * reads freed memory; seen here as a corrupted attribute name on 3.13.0.
- * The fix shipped in 3.13.1.  Py_Version is the running library's version,
- * which may differ from the headers'. */
-int gowsgi_can_end_subinterpreters(void)
+ * The fix shipped in 3.13.1.  Ending own-GIL interpreters on 3.13.0
+ * corrupted memory here too (a later load read a damaged source string in
+ * TestIsolatedDatetimeDecimal, about one run in six); on 3.12.1 it did not.
+ * Py_Version is the running library's version, which may differ from the
+ * headers'. */
+int gowsgi_can_end(int isolated)
 {
 #if PY_VERSION_HEX >= 0x030C0000
-	return Py_Version >= 0x030D0100;
+	if (Py_Version >= 0x030D0000 && Py_Version < 0x030D0100)
+		return 0; /* 3.13.0 */
+	return isolated || Py_Version >= 0x030D0100;
 #else
+	(void)isolated;
 	return 1;
 #endif
 }
@@ -1211,7 +1221,7 @@ int gowsgi_interp_end(gowsgi_interp *gi)
 	Py_CLEAR(gi->timeout_exc);
 	Py_CLEAR(gi->input_type);
 	int ended = 0;
-	if (gi->is_main || threads > 0 || (!gi->isolated && !gowsgi_can_end_subinterpreters())) {
+	if (gi->is_main || threads > 0 || !gowsgi_can_end(gi->isolated)) {
 		/* Left alive, without our references: a leak instead of a
 		 * hang or a crash. */
 		PyEval_SaveThread();

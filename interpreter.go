@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"regexp"
 	"runtime"
 	"slices"
 	"strconv"
@@ -217,7 +218,11 @@ func (ip *interp) load(o *options) error {
 	// One call; no thread lock needed, the thread state cache is per call.
 	if C.gowsgi_interp_load(ip.c, boot, cptr(paths), C.size_t(len(paths)), spec,
 		cptr(mwb), C.size_t(len(mwb)), boolInt(o.reloading || o.reload == ReloadInterpreter), &files, &fileslen, &cerr) != 0 {
-		return fmt.Errorf("wsgi: load %q: %w", o.app, takeError(&cerr))
+		pe := takeError(&cerr)
+		if hint := refusalHint(pe, o.interpreter); hint != "" {
+			return fmt.Errorf("wsgi: load %q: %w; %s", o.app, pe, hint)
+		}
+		return fmt.Errorf("wsgi: load %q: %w", o.app, pe)
 	}
 	ip.setFiles(files, fileslen)
 	return nil
@@ -327,6 +332,28 @@ func (ip *interp) releaseMain() {
 		rt.mainBy = false
 		rt.mu.Unlock()
 	}
+}
+
+var refusal = regexp.MustCompile(`module (\S+) does not support loading in subinterpreters|PyO3 modules .*subinterpreters`)
+
+// refusalHint explains an extension module's refusal to load in a
+// sub-interpreter, or returns "".
+func refusalHint(pe *PythonError, kind Interpreter) string {
+	if pe == nil || kind == MainInterpreter || !strings.Contains(pe.Type, "ImportError") {
+		return ""
+	}
+	m := refusal.FindStringSubmatch(pe.Message)
+	if m == nil {
+		return ""
+	}
+	name := m[1]
+	if name == "" {
+		name = "a PyO3 extension"
+	}
+	if kind == IsolatedInterpreters {
+		return fmt.Sprintf("the extension module %s does not support interpreters with their own GIL: use WithInterpreter(SubInterpreter) or MainInterpreter", name)
+	}
+	return fmt.Sprintf("the extension module %s does not support sub-interpreters: use WithInterpreter(MainInterpreter)", name)
 }
 
 // takeError copies a C error into a *PythonError and frees it.

@@ -446,6 +446,9 @@ func (s *slot) fail(err error) {
 	var pe *PythonError
 	if errors.As(err, &pe) {
 		attrs = append(attrs, "traceback", pe.Traceback)
+		if hint := refusalHint(pe, s.h.opts.interpreter); hint != "" {
+			attrs = append(attrs, "hint", hint)
+		}
 	}
 	timedOut := s.wt.timedOut.Load()
 	if !timedOut && !s.tooLarge {

@@ -23,6 +23,17 @@ type Stats struct {
 	Stuck    int64         // timed-out requests whose thread has not come back from C code
 	Rejected uint64        // requests refused without running the app: 503 (queue full or timed out, shutting down) and 413
 	SlotWait time.Duration // time requests spent waiting for a thread, in all
+
+	// Interpreters has one entry per interpreter of the handler: one, or
+	// WithInterpreters for IsolatedInterpreters.
+	Interpreters []InterpreterStats
+}
+
+// InterpreterStats are the figures of one interpreter of a handler.
+type InterpreterStats struct {
+	Busy     int           // requests holding one of its threads
+	Served   uint64        // requests it ran
+	SlotWait time.Duration // time requests it ran had waited for a thread
 }
 
 // counters are the live values behind Stats.
@@ -36,7 +47,7 @@ type counters struct {
 // Stats returns the handler's counters.
 func (h *Handler) Stats() Stats {
 	c := &h.stats
-	return Stats{
+	st := Stats{
 		InFlight: c.inFlight.Load(),
 		Queued:   c.queued.Load(),
 		Served:   c.served.Load(),
@@ -46,6 +57,16 @@ func (h *Handler) Stats() Stats {
 		Rejected: c.rejected.Load(),
 		SlotWait: time.Duration(c.slotWait.Load()),
 	}
+	h.pickMu.Lock()
+	for _, m := range h.members {
+		st.Interpreters = append(st.Interpreters, InterpreterStats{
+			Busy:     m.busy,
+			Served:   m.served.Load(),
+			SlotWait: time.Duration(m.slotWait.Load()),
+		})
+	}
+	h.pickMu.Unlock()
+	return st
 }
 
 // publishExpvar makes Stats visible as the expvar name (on /debug/vars

@@ -65,6 +65,7 @@ type config struct {
 	pythonPath        listFlag
 	threads           int
 	interpreter       string
+	interpreters      int
 	home, executable  string
 	optimize          int
 	reload            bool
@@ -110,7 +111,8 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.chdir, "chdir", "", "change to this directory before loading the app, and put it on sys.path")
 	fs.Var(&c.pythonPath, "pythonpath", "directory to put at the front of sys.path; repeatable")
 	fs.IntVar(&c.threads, "threads", 8, "requests inside the app at once")
-	fs.StringVar(&c.interpreter, "interpreter", "sub", "interpreter for the app: sub or main")
+	fs.StringVar(&c.interpreter, "interpreter", "sub", "interpreter for the app: sub, main, or isolated (a pool with their own GIL, Python 3.12+)")
+	fs.IntVar(&c.interpreters, "interpreters", runtime.GOMAXPROCS(0), "with --interpreter isolated, how many interpreters")
 	fs.StringVar(&c.home, "home", "", "Python home (prefix of the standard library)")
 	fs.StringVar(&c.executable, "executable", "", "Python executable; a virtualenv's bin/python selects that virtualenv")
 	fs.IntVar(&c.optimize, "optimize", 0, "Python optimization level, 0, 1 (-O) or 2 (-OO)")
@@ -183,8 +185,10 @@ func (c *config) options(logger *slog.Logger, stdout io.Writer, restart func()) 
 		opts = append(opts, wsgi.WithInterpreter(wsgi.SubInterpreter))
 	case "main":
 		opts = append(opts, wsgi.WithInterpreter(wsgi.MainInterpreter))
+	case "isolated":
+		opts = append(opts, wsgi.WithInterpreter(wsgi.IsolatedInterpreters), wsgi.WithInterpreters(c.interpreters))
 	default:
-		return nil, nil, fmt.Errorf("--interpreter %q: use sub or main", c.interpreter)
+		return nil, nil, fmt.Errorf("--interpreter %q: use sub, main or isolated", c.interpreter)
 	}
 	switch c.reloadMechanism {
 	case "module":
