@@ -23,8 +23,12 @@
 // sub-interpreter of its own ([SubInterpreter]), so two handlers have
 // separate sys.modules and globals; or the main interpreter
 // ([MainInterpreter]), for extension modules that refuse sub-interpreters,
-// which only one handler per process may use. [Handler.Close] ends the
-// interpreter.
+// which only one handler per process may use; or, on Python 3.12 and newer,
+// a pool of [WithInterpreters] sub-interpreters with their own GIL each
+// ([IsolatedInterpreters]), so one process runs Python on several cores.
+// [Handler.Close] ends the interpreters, except where CPython cannot do so
+// safely (see the README's notes on 3.12 and 3.13.0), where they are left
+// alive without the handler's references.
 //
 // # Threads and the GIL
 //
@@ -58,6 +62,14 @@
 // and a fixed body; after them the connection is aborted with
 // [http.ErrAbortHandler]. A client that goes away is not an error: the
 // iteration stops and close() runs.
+//
+// # Failures
+//
+// [WithRequestTimeout] raises gowsgi.RequestTimeout in a request that runs
+// too long (504, or an aborted connection after the headers);
+// [WithQueueTimeout] and [WithMaxQueue] answer 503 with Retry-After before
+// a request enters Python; [WithMaxRequestBody] answers 413. Every figure
+// is in [Handler.Stats].
 //
 // # Limits
 //
