@@ -18,6 +18,19 @@
 #include "cpython.h"
 #include "_cgo_export.h"
 
+/* With the GIL, holding it serializes the few fields two threads touch: the
+ * app callable a reload replaces, and a request's timeout watch.  A
+ * free-threaded build (Py_GIL_DISABLED) has no GIL, so a mutex does it
+ * there.  Untested: no such build could be had. */
+#ifdef Py_GIL_DISABLED
+static pthread_mutex_t shared_mu = PTHREAD_MUTEX_INITIALIZER;
+#define SHARED_LOCK() pthread_mutex_lock(&shared_mu)
+#define SHARED_UNLOCK() pthread_mutex_unlock(&shared_mu)
+#else
+#define SHARED_LOCK() ((void)0)
+#define SHARED_UNLOCK() ((void)0)
+#endif
+
 /* ---------------------------------------------------------------- keys */
 
 /* Environ keys Go refers to by index (see environ.go), interned once per
@@ -1097,7 +1110,11 @@ int gowsgi_interp_load(gowsgi_interp *gi, const char *bootstrap, const char *pat
 	res = PyObject_CallMethod(mod, "load", "sOi", spec, pairs, reloading);
 	if (res == NULL || files_out(mod, files, fileslen) < 0)
 		goto failure;
-	Py_XSETREF(gi->app, res);
+	SHARED_LOCK();
+	PyObject *old = gi->app;
+	gi->app = res;
+	SHARED_UNLOCK();
+	Py_XDECREF(old);
 	res = NULL;
 	rc = 0;
 failure:
@@ -1122,7 +1139,11 @@ int gowsgi_interp_reload(gowsgi_interp *gi, char **files, size_t *fileslen, gows
 	if (res == NULL || files_out(mod, files, fileslen) < 0)
 		goto failure;
 	/* Requests running the old app hold their own reference to it. */
-	Py_XSETREF(gi->app, res);
+	SHARED_LOCK();
+	PyObject *old = gi->app;
+	gi->app = res;
+	SHARED_UNLOCK();
+	Py_XDECREF(old);
 	res = NULL;
 	rc = 0;
 failure:
@@ -1496,10 +1517,15 @@ static int copy_sequence(gowsgi_req *rq, char *buf, size_t cap, gowsgi_result *r
  * RequestTimeout set. */
 static int watch_enter(gowsgi_interp *gi, gowsgi_result *res, int raise)
 {
+	int pending;
+	SHARED_LOCK();
 	res->ident = PyThread_get_thread_ident();
 	res->busy = 1;
-	if (raise && res->pending) {
+	pending = raise && res->pending;
+	if (pending)
 		res->pending = 0;
+	SHARED_UNLOCK();
+	if (pending) {
 		PyErr_SetNone(gi->timeout_exc);
 		return -1;
 	}
@@ -1511,23 +1537,28 @@ static int watch_enter(gowsgi_interp *gi, gowsgi_result *res, int raise)
  * runs next. */
 static void watch_leave(gowsgi_result *res)
 {
-	res->busy = 0;
-	if (res->interrupted) {
-		res->interrupted = 0;
+	SHARED_LOCK();
+	int interrupted = res->interrupted;
+	res->busy = res->interrupted = 0;
+	SHARED_UNLOCK();
+	if (interrupted)
 		PyThreadState_SetAsyncExc(res->ident, NULL);
-	}
 }
 
 void gowsgi_request_interrupt(gowsgi_interp *gi, gowsgi_result *res)
 {
 	int temp;
 	PyThreadState *ts = gi_enter(gi, &temp);
+	SHARED_LOCK();
 	if (res->busy) {
+		/* Under the lock: the request cannot leave (and clear it) in
+		 * between, nor a later request on its thread see it. */
 		PyThreadState_SetAsyncExc(res->ident, gi->timeout_exc);
 		res->interrupted = 1;
 	} else {
 		res->pending = 1;
 	}
+	SHARED_UNLOCK();
 	gi_leave(ts, temp);
 }
 
@@ -1565,7 +1596,9 @@ gowsgi_req *gowsgi_request_start(gowsgi_interp *gi, const char *envp, size_t env
 	if (sr == NULL)
 		goto failure;
 	/* A reference of our own: a reload may replace gi->app meanwhile. */
+	SHARED_LOCK();
 	PyObject *app = Py_NewRef(gi->app);
+	SHARED_UNLOCK();
 	result = PyObject_CallFunctionObjArgs(app, env, sr, NULL);
 	Py_DECREF(app);
 	Py_CLEAR(sr);
