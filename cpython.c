@@ -1074,6 +1074,17 @@ failure:
 	return -1;
 }
 
+/* Makes app (a reference it steals) the interpreter's app.  Requests
+ * running the old one hold their own reference to it. */
+static void set_app(gowsgi_interp *gi, PyObject *app)
+{
+	SHARED_LOCK();
+	PyObject *old = gi->app;
+	gi->app = app;
+	SHARED_UNLOCK();
+	Py_XDECREF(old);
+}
+
 int gowsgi_interp_load(gowsgi_interp *gi, const char *bootstrap, const char *paths,
 		       size_t pathslen, const char *spec, const char *mw, size_t mwlen,
 		       int reloading, char **files, size_t *fileslen, gowsgi_error *err)
@@ -1110,11 +1121,7 @@ int gowsgi_interp_load(gowsgi_interp *gi, const char *bootstrap, const char *pat
 	res = PyObject_CallMethod(mod, "load", "sOi", spec, pairs, reloading);
 	if (res == NULL || files_out(mod, files, fileslen) < 0)
 		goto failure;
-	SHARED_LOCK();
-	PyObject *old = gi->app;
-	gi->app = res;
-	SHARED_UNLOCK();
-	Py_XDECREF(old);
+	set_app(gi, res);
 	res = NULL;
 	rc = 0;
 failure:
@@ -1138,12 +1145,7 @@ int gowsgi_interp_reload(gowsgi_interp *gi, char **files, size_t *fileslen, gows
 	res = PyObject_CallMethod(mod, "reload", NULL);
 	if (res == NULL || files_out(mod, files, fileslen) < 0)
 		goto failure;
-	/* Requests running the old app hold their own reference to it. */
-	SHARED_LOCK();
-	PyObject *old = gi->app;
-	gi->app = res;
-	SHARED_UNLOCK();
-	Py_XDECREF(old);
+	set_app(gi, res);
 	res = NULL;
 	rc = 0;
 failure:
