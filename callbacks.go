@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 )
 
@@ -23,12 +24,20 @@ import (
 // the count, 0 at the end of the body, or -1 with a message in msg.
 //
 //export go_input_read
-func go_input_read(handle C.uintptr_t, idx C.int, buf *C.char, n C.size_t, msg *C.char, msgcap C.size_t) (got C.longlong) {
-	s := &handlerOf(handle).slots[idx]
-	defer s.recoverInto(&got, msg, msgcap)
+func go_input_read(handle C.uintptr_t, idx C.int, gen C.uint64_t, buf *C.char, n C.size_t, msg *C.char, msgcap C.size_t) (got C.longlong) {
+	s, done := enterCallback(handle, idx, gen, msg, msgcap)
+	if s == nil {
+		return -1
+	}
+	// The read may block on the client for long: not under the slot's
+	// lock, so the request can end meanwhile (an app thread may read
+	// after the response); the body stays the old request's.
+	body := s.r.Body
+	done()
+	defer recoverInto(&s.panic, &got, msg, msgcap)
 	p := cbytes(buf, n)
 	for {
-		k, err := s.r.Body.Read(p)
+		k, err := body.Read(p)
 		if k > 0 {
 			return C.longlong(k)
 		}
@@ -38,7 +47,10 @@ func go_input_read(handle C.uintptr_t, idx C.int, buf *C.char, n C.size_t, msg *
 		if err != nil {
 			var tooLarge *http.MaxBytesError
 			if errors.As(err, &tooLarge) {
-				s.tooLarge = true
+				if s, done := enterCallback(handle, idx, gen, msg, msgcap); s != nil {
+					s.tooLarge = true
+					done()
+				}
 				err = fmt.Errorf("the request body is larger than the limit of %d bytes (WithMaxRequestBody)", tooLarge.Limit)
 			}
 			putMsg(msg, msgcap, err.Error())
@@ -49,20 +61,24 @@ func go_input_read(handle C.uintptr_t, idx C.int, buf *C.char, n C.size_t, msg *
 
 // go_write sends data for write(), or keeps it under WithWriteBuffering.
 // hdr, when not NULL, holds the status and headers to send first, encoded
-// as for gowsgi_result. Returns 0, or -1
-// with a message in msg when the client cannot be written to.
+// as for gowsgi_result. Returns 0, or -1 with a message in msg when the
+// client cannot be written to.
 //
 //export go_write
-func go_write(handle C.uintptr_t, idx C.int, hdr *C.char, hdrlen, statuslen C.size_t, status C.int,
+func go_write(handle C.uintptr_t, idx C.int, gen C.uint64_t, hdr *C.char, hdrlen, statuslen C.size_t, status C.int,
 	data *C.char, n C.size_t, msg *C.char, msgcap C.size_t) (rc C.int) {
-	s := &handlerOf(handle).slots[idx]
+	s, done := enterCallback(handle, idx, gen, msg, msgcap)
+	if s == nil {
+		return -1
+	}
+	defer done()
 	var got C.longlong
 	defer func() {
 		if got < 0 {
 			rc = -1
 		}
 	}()
-	defer s.recoverInto(&got, msg, msgcap)
+	defer recoverInto(&s.panic, &got, msg, msgcap)
 	if hdr != nil {
 		s.parseHeaders(cbytes(hdr, hdrlen), int(statuslen), int(status))
 	}
@@ -90,20 +106,44 @@ func go_write(handle C.uintptr_t, idx C.int, hdr *C.char, hdrlen, statuslen C.si
 	return 0
 }
 
-// go_log logs one line the app wrote to wsgi.errors.
+// go_log logs one line the app wrote to wsgi.errors. A line from an app
+// whose handler has ended goes to slog.Default().
 //
 //export go_log
 func go_log(handle C.uintptr_t, p *C.char, n C.size_t) {
-	h := handlerOf(handle)
 	defer func() { recover() }() // a failing log handler must not take Python down
-	h.log.Error("wsgi.errors", "line", string(cbytes(p, n)))
+	log := slog.Default()
+	if h := handlerOf(handle); h != nil {
+		log = h.log
+	}
+	log.Error("wsgi.errors", "line", string(cbytes(p, n)))
 }
 
-// recoverInto turns a panic into a -1 result for C, keeping the panic for
-// the request goroutine to re-raise.
-func (s *slot) recoverInto(rc *C.longlong, msg *C.char, msgcap C.size_t) {
+// enterCallback finds the slot of the request a callback is for and holds
+// it until done is called. It returns nil, with a message for C, when the
+// request has ended (a thread the app started may still hold its
+// wsgi.input).
+func enterCallback(handle C.uintptr_t, idx C.int, gen C.uint64_t, msg *C.char, msgcap C.size_t) (*slot, func()) {
+	h := handlerOf(handle)
+	if h == nil || int(idx) < 0 || int(idx) >= len(h.slots) {
+		putMsg(msg, msgcap, "the request has ended")
+		return nil, nil
+	}
+	s := &h.slots[idx]
+	s.wt.cb.RLock()
+	if s.wt.gen.Load() != uint64(gen) {
+		s.wt.cb.RUnlock()
+		putMsg(msg, msgcap, "the request has ended")
+		return nil, nil
+	}
+	return s, s.wt.cb.RUnlock
+}
+
+// recoverInto turns a panic into a -1 result for C, keeping the panic in
+// *keep for the request goroutine to re-raise.
+func recoverInto(keep *any, rc *C.longlong, msg *C.char, msgcap C.size_t) {
 	if p := recover(); p != nil {
-		s.panic = p
+		*keep = p
 		putMsg(msg, msgcap, fmt.Sprint("panic in the Go request path: ", p))
 		*rc = -1
 	}

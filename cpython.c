@@ -302,6 +302,8 @@ struct gowsgi_req {
 	gowsgi_interp *gi;
 	uintptr_t handler; /* 0 once the request ended */
 	int slot;
+	uint64_t gen;      /* the slot's generation: Go refuses callbacks of an ended request */
+	int reading;       /* a thread is inside a wsgi.input method */
 	int headers_sent;
 	int headers_reported;
 	int status_code;
@@ -342,9 +344,15 @@ static Py_ssize_t input_read_raw(gowsgi_req *rq, char *dst, size_t n)
 	msg[0] = 0;
 	if (rq->ieof || n == 0)
 		return 0;
+	/* Read under the GIL: once it is released the request may end. */
+	uintptr_t handler = rq->handler;
+	int slot = rq->slot;
+	uint64_t gen = rq->gen;
 	Py_BEGIN_ALLOW_THREADS
-	got = go_input_read(rq->handler, rq->slot, dst, n, msg, sizeof msg);
+	got = go_input_read(handler, slot, gen, dst, n, msg, sizeof msg);
 	Py_END_ALLOW_THREADS
+	if (!req_alive(rq))
+		return -1;
 	if (got < 0) {
 		PyErr_Format(PyExc_OSError, "reading the request body: %s",
 			     msg[0] ? msg : "failed");
@@ -353,6 +361,28 @@ static Py_ssize_t input_read_raw(gowsgi_req *rq, char *dst, size_t n)
 	if (got == 0)
 		rq->ieof = 1;
 	return (Py_ssize_t)got;
+}
+
+/* Enters a wsgi.input method: the request must be alive and no other
+ * thread inside one (they share the buffer, filled with the GIL released).
+ * Returns 0, or -1 with an exception set. */
+static int input_enter(gowsgi_req *rq)
+{
+	if (!req_alive(rq))
+		return -1;
+	if (rq->reading) {
+		PyErr_SetString(PyExc_RuntimeError,
+				"wsgi.input is being read in another thread");
+		return -1;
+	}
+	rq->reading = 1;
+	return 0;
+}
+
+static PyObject *input_leave(gowsgi_req *rq, PyObject *result)
+{
+	rq->reading = 0;
+	return result;
 }
 
 #define IBUF_SIZE 65536
@@ -390,12 +420,19 @@ static int parse_size(PyObject *const *args, Py_ssize_t nargs, Py_ssize_t *size)
 	return 0;
 }
 
+static PyObject *input_read_n(gowsgi_req *rq, Py_ssize_t size);
+
 /* read(size=-1): returns a new bytes object. */
 static PyObject *input_read(gowsgi_req *rq, PyObject *const *args, Py_ssize_t nargs)
 {
 	Py_ssize_t size;
-	if (!req_alive(rq) || parse_size(args, nargs, &size) < 0)
+	if (parse_size(args, nargs, &size) < 0 || input_enter(rq) < 0)
 		return NULL;
+	return input_leave(rq, input_read_n(rq, size));
+}
+
+static PyObject *input_read_n(gowsgi_req *rq, Py_ssize_t size)
+{
 	size_t buffered = rq->ilen - rq->ipos;
 	if (size >= 0 && (size_t)size <= buffered) {
 		PyObject *b = PyBytes_FromStringAndSize(rq->ibuf + rq->ipos, size);
@@ -487,17 +524,14 @@ failure:
 static PyObject *input_readline(gowsgi_req *rq, PyObject *const *args, Py_ssize_t nargs)
 {
 	Py_ssize_t size;
-	if (!req_alive(rq) || parse_size(args, nargs, &size) < 0)
+	if (parse_size(args, nargs, &size) < 0 || input_enter(rq) < 0)
 		return NULL;
-	return input_readline_n(rq, size);
+	return input_leave(rq, input_readline_n(rq, size));
 }
 
 /* readlines(hint=-1): returns a new list of lines. */
-static PyObject *input_readlines(gowsgi_req *rq, PyObject *const *args, Py_ssize_t nargs)
+static PyObject *input_readlines_n(gowsgi_req *rq, Py_ssize_t hint)
 {
-	Py_ssize_t hint;
-	if (!req_alive(rq) || parse_size(args, nargs, &hint) < 0)
-		return NULL;
 	PyObject *lines = PyList_New(0);
 	Py_ssize_t total = 0;
 	if (lines == NULL)
@@ -526,11 +560,19 @@ failure:
 	return NULL;
 }
 
+static PyObject *input_readlines(gowsgi_req *rq, PyObject *const *args, Py_ssize_t nargs)
+{
+	Py_ssize_t hint;
+	if (parse_size(args, nargs, &hint) < 0 || input_enter(rq) < 0)
+		return NULL;
+	return input_leave(rq, input_readlines_n(rq, hint));
+}
+
 static PyObject *input_iternext(gowsgi_req *rq)
 {
-	if (!req_alive(rq))
+	if (input_enter(rq) < 0)
 		return NULL;
-	PyObject *line = input_readline_n(rq, -1);
+	PyObject *line = input_leave(rq, input_readline_n(rq, -1));
 	if (line != NULL && PyBytes_GET_SIZE(line) == 0) {
 		Py_DECREF(line);
 		return NULL; /* StopIteration */
@@ -751,6 +793,14 @@ static PyObject *write_impl(PyObject *self, PyObject *data)
 		PyErr_SetString(PyExc_RuntimeError, "write() called before start_response");
 		return NULL;
 	}
+	if (!rq->res->busy || rq->res->ident != PyThread_get_thread_ident()) {
+		/* Go writes the response between calls: another thread writing
+		 * then would interleave with it. */
+		PyErr_SetString(PyExc_RuntimeError,
+				"write() must be called by the thread running the "
+				"application, while it runs (PEP 3333)");
+		return NULL;
+	}
 	if (!PyBytes_Check(data)) {
 		PyErr_Format(PyExc_TypeError, "write() needs bytes, not %.100s",
 			     Py_TYPE(data)->tp_name);
@@ -773,13 +823,18 @@ static PyObject *write_impl(PyObject *self, PyObject *data)
 	char msg[256];
 	msg[0] = 0;
 	int rc;
+	uintptr_t handler = rq->handler;
+	int slot = rq->slot;
+	uint64_t gen = rq->gen;
 	/* data is kept alive by the caller's argument; bytes are immutable. */
 	Py_BEGIN_ALLOW_THREADS
-	rc = go_write(rq->handler, rq->slot, hdr, (size_t)hdrlen, statuslen, rq->status_code,
+	rc = go_write(handler, slot, gen, hdr, (size_t)hdrlen, statuslen, rq->status_code,
 		      PyBytes_AS_STRING(data), (size_t)PyBytes_GET_SIZE(data), msg, sizeof msg);
 	Py_END_ALLOW_THREADS
 	PyMem_RawFree(hdr);
-	if (hdr != NULL)
+	if (!req_alive(rq))
+		return NULL;
+	if (hdr != NULL && rc == 0)
 		rq->headers_sent = rq->headers_reported = 1;
 	if (rc < 0) {
 		PyErr_Format(PyExc_OSError, "write(): %s", msg[0] ? msg : "the client went away");
@@ -864,17 +919,17 @@ static int interp_setup(gowsgi_interp *gi, const char *bootstrap)
 	res = PyEval_EvalCode(code, dict, dict);
 	if (res == NULL)
 		goto failure;
-	gi->format_exception = PyDict_GetItemString(dict, "format_exception");
-	gi->file_wrapper = PyDict_GetItemString(dict, "FileWrapper");
-	gi->timeout_exc = PyDict_GetItemString(dict, "RequestTimeout");
+	PyObject *format = PyDict_GetItemString(dict, "format_exception");
+	PyObject *wrapper = PyDict_GetItemString(dict, "FileWrapper");
+	PyObject *timeout = PyDict_GetItemString(dict, "RequestTimeout");
 	errors_cls = PyDict_GetItemString(dict, "Errors");
-	if (!gi->format_exception || !gi->file_wrapper || !gi->timeout_exc || !errors_cls) {
+	if (!format || !wrapper || !timeout || !errors_cls) {
 		PyErr_SetString(PyExc_SystemError, "bootstrap is incomplete");
 		goto failure;
 	}
-	Py_INCREF(gi->format_exception);
-	Py_INCREF(gi->file_wrapper);
-	Py_INCREF(gi->timeout_exc);
+	Py_XSETREF(gi->format_exception, Py_NewRef(format));
+	Py_XSETREF(gi->file_wrapper, Py_NewRef(wrapper));
+	Py_XSETREF(gi->timeout_exc, Py_NewRef(timeout));
 
 	gi->input_type = (PyTypeObject *)PyType_FromSpec(&input_spec);
 	if (gi->input_type == NULL)
@@ -977,7 +1032,7 @@ gowsgi_interp *gowsgi_interp_new(int kind, uintptr_t handler, gowsgi_error *err)
 		/* With its own GIL, the new interpreter's GIL is held on return
 		 * and the main interpreter's is released. */
 		PyStatus st = Py_NewInterpreterFromConfig(&ts, &config);
-		if (PyStatus_Exception(st)) {
+		if (PyStatus_Exception(st) || ts == NULL) {
 			err_set(err, "RuntimeError", st.err_msg ? st.err_msg : "Py_NewInterpreterFromConfig failed");
 			PyThreadState_Swap(main_ts);
 			PyEval_SaveThread();
@@ -1275,20 +1330,31 @@ static PyObject *environ_build(gowsgi_interp *gi, const char *p, size_t n, int f
 		unsigned char tag = (unsigned char)*p++;
 		PyObject *key;
 		if (tag == 0xff) {
+			if (end - p < 2)
+				goto bad;
 			size_t kl = (unsigned char)p[0] | (size_t)(unsigned char)p[1] << 8;
+			if ((size_t)(end - p - 2) < kl)
+				goto bad;
 			key = PyUnicode_DecodeLatin1(p + 2, kl, NULL);
 			p += 2 + kl;
 		} else if (tag < NKEYS) {
 			key = Py_NewRef(gi->keys[tag]);
 		} else {
-			PyErr_SetString(PyExc_SystemError, "bad environ packing");
-			goto failure;
+			goto bad;
 		}
 		if (key == NULL)
 			goto failure;
 		size_t vl = 0;
+		if (end - p < 4) {
+			Py_DECREF(key);
+			goto bad;
+		}
 		for (int i = 0; i < 4; i++)
 			vl |= (size_t)(unsigned char)p[i] << (8 * i);
+		if ((size_t)(end - p - 4) < vl) {
+			Py_DECREF(key);
+			goto bad;
+		}
 		PyObject *val = PyUnicode_DecodeLatin1(p + 4, vl, NULL);
 		p += 4 + vl;
 		if (val == NULL || PyDict_SetItem(env, key, val) < 0) {
@@ -1302,6 +1368,8 @@ static PyObject *environ_build(gowsgi_interp *gi, const char *p, size_t n, int f
 	if ((flags & GOWSGI_HTTPS) && PyDict_SetItem(env, gi->key_scheme, gi->scheme_https) < 0)
 		goto failure;
 	return env;
+bad:
+	PyErr_SetString(PyExc_SystemError, "gowsgi: bad environ packing");
 failure:
 	Py_DECREF(env);
 	return NULL;
@@ -1344,6 +1412,10 @@ static int report_headers(gowsgi_req *rq, char *buf, size_t cap, gowsgi_result *
 /* Sets res->err from the raised exception. */
 static void res_error(gowsgi_req *rq, gowsgi_result *res)
 {
+	if (res->fd >= 0) { /* a file try_file opened will not be sent */
+		close(res->fd);
+		res->fd = -1;
+	}
 	res->state = GOWSGI_ERROR;
 	res->after_headers = rq->headers_sent;
 	err_fill(rq->gi->format_exception, &res->err);
@@ -1382,9 +1454,11 @@ static void req_end(gowsgi_req *rq)
 	Py_CLEAR(rq->chunk);
 	Py_CLEAR(rq->file);
 	Py_CLEAR(rq->result);
-	PyMem_RawFree(rq->ibuf);
-	rq->ibuf = NULL;
-	rq->ipos = rq->ilen = rq->icap = 0;
+	if (!rq->reading) { /* else a reader is filling it; dealloc frees it */
+		PyMem_RawFree(rq->ibuf);
+		rq->ibuf = NULL;
+		rq->ipos = rq->ilen = rq->icap = 0;
+	}
 	Py_DECREF(rq);
 }
 
@@ -1565,8 +1639,8 @@ void gowsgi_request_interrupt(gowsgi_interp *gi, gowsgi_result *res)
 }
 
 gowsgi_req *gowsgi_request_start(gowsgi_interp *gi, const char *envp, size_t envlen,
-				 int flags, uintptr_t handler, int slot, char *buf,
-				 size_t cap, gowsgi_result *res)
+				 int flags, uintptr_t handler, int slot, uint64_t gen,
+				 char *buf, size_t cap, gowsgi_result *res)
 {
 	int temp;
 	PyObject *env = NULL, *sr = NULL, *result = NULL;
@@ -1587,6 +1661,7 @@ gowsgi_req *gowsgi_request_start(gowsgi_interp *gi, const char *envp, size_t env
 	rq->gi = gi;
 	rq->handler = handler;
 	rq->slot = slot;
+	rq->gen = gen;
 	rq->ts = ts;
 	rq->ts_temp = temp;
 	rq->flags = flags;

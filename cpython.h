@@ -147,14 +147,15 @@ enum {
 };
 
 /* Calls the app.  env is the packed environ (see environ.go), borrowed for
- * the call.  handler/slot identify the Go request for callbacks.  buf/cap is
+ * the call.  handler/slot/gen identify the Go request for callbacks; Go
+ * refuses a callback whose gen is not the slot's current one.  buf/cap is
  * the caller's buffer, borrowed for the call.  Returns the request, which the
  * caller must end with gowsgi_request_finish unless it is NULL; it is NULL
  * when the whole response was written into buf (state GOWSGI_DONE with
  * hdrlen/bodylen set) or the call failed before headers (GOWSGI_ERROR). */
 gowsgi_req *gowsgi_request_start(gowsgi_interp *gi, const char *env,
 				 size_t envlen, int flags, uintptr_t handler,
-				 int slot, char *buf, size_t cap,
+				 int slot, uint64_t gen, char *buf, size_t cap,
 				 gowsgi_result *res);
 
 /* Advances the iterable to the next non-empty chunk (empty chunks are

@@ -24,6 +24,9 @@ import (
 // strings that carry bytes.
 const keyLiteral = 0xff
 
+// maxKeyLen is the longest key the packing can carry: 2 bytes of length.
+const maxKeyLen = 0xffff
+
 // keyTags maps the keys of C's table (gowsgi_key) to their tags, and
 // headerTags maps canonical header names to the tag of their HTTP_ key.
 var keyTags, headerTags = loadKeys()
@@ -166,6 +169,9 @@ func (h *Handler) packEnviron(b envBuf, r *http.Request) (envBuf, bool) {
 		if strings.IndexByte(name, '_') >= 0 {
 			// X_Forwarded_For would otherwise pose as X-Forwarded-For.
 			continue
+		}
+		if len(name) > maxKeyLen-len("HTTP_") {
+			continue // no HTTP_ key can be that long (nor a real header)
 		}
 		sep := ","
 		if name == "Cookie" {

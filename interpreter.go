@@ -433,7 +433,7 @@ func (h *Handler) reloadLocked() error {
 		// swapped in.
 		fresh := make([]*interp, len(h.members))
 		for i := range fresh {
-			ip, err := newInterp(&h.opts, uintptr(h.handle))
+			ip, err := newInterp(&h.opts, h.handle)
 			if err != nil {
 				for _, f := range fresh[:i] {
 					f.end(context.Background(), h.log)

@@ -50,6 +50,9 @@ func (h *Handler) pick() *slot {
 // release gives the slot back to its member and its token back to the
 // handler.
 func (h *Handler) release(s *slot) {
+	s.wt.cb.Lock() // callbacks of this request still running finish first
+	s.wt.gen.Add(1)
+	s.wt.cb.Unlock()
 	s.reset()
 	h.pickMu.Lock()
 	s.m.free = append(s.m.free, s.idx)

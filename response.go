@@ -47,6 +47,7 @@ type slot struct {
 	rw       *rangeWriter // the body goes through it for a 206
 	wbuf     *spillBuffer // WithWriteBuffering: what write() was given
 	stop     bool         // no more body is wanted
+	yielded  bool         // the app yielded a non-empty chunk (maybe still buffered)
 	tooLarge bool         // the body passed WithMaxRequestBody
 	https    bool         // wsgi.url_scheme is https (set by packEnviron)
 	panic    any          // a panic recovered in a callback, re-raised in Go
@@ -102,7 +103,7 @@ func (s *slot) serve(ip *interp) {
 	runtime.LockOSThread()
 	s.wt.inCall.Store(true)
 	rq := C.gowsgi_request_start(ip.c, cptr(s.env), C.size_t(len(s.env)), flags,
-		C.uintptr_t(s.h.handle), C.int(s.idx), s.buf, slotBufSize, s.res)
+		C.uintptr_t(s.h.handle), C.int(s.idx), C.uint64_t(s.wt.gen.Load()), s.buf, slotBufSize, s.res)
 	s.wt.inCall.Store(false)
 	if rq == nil {
 		runtime.UnlockOSThread()
@@ -172,7 +173,7 @@ func (s *slot) stream(rq *C.gowsgi_req) {
 			}
 		}
 		s.wt.inCall.Store(true)
-		C.gowsgi_request_next(rq, boolInt(s.hdrSent || s.wbuf != nil), s.buf, slotBufSize, res)
+		C.gowsgi_request_next(rq, boolInt(s.committed()), s.buf, slotBufSize, res)
 		s.wt.inCall.Store(false)
 	}
 }
@@ -180,6 +181,7 @@ func (s *slot) stream(rq *C.gowsgi_req) {
 // chunk sends one chunk the app yielded; length is the whole body's when
 // known. With WithOutputBuffering it gathers chunks instead.
 func (s *slot) chunk(p []byte, length int64) error {
+	s.yielded = true
 	if !s.h.opts.outputBuffering {
 		if err := s.commit(length); err != nil {
 			return err
@@ -218,11 +220,18 @@ func (s *slot) endBody() {
 	}
 }
 
+// committed reports whether the headers count as sent for PEP 3333: they
+// went out, or the app's first non-empty chunk or write() is buffered
+// behind them. start_response with exc_info then re-raises.
+func (s *slot) committed() bool {
+	return s.hdrSent || s.wbuf != nil || s.yielded
+}
+
 // finish runs the iterable's close() and ends the request in C.
 func (s *slot) finish(rq *C.gowsgi_req) {
 	var cerr C.gowsgi_error
 	s.wt.inCall.Store(true)
-	rc := C.gowsgi_request_finish(rq, boolInt(s.hdrSent), &cerr)
+	rc := C.gowsgi_request_finish(rq, boolInt(s.committed()), &cerr)
 	s.wt.inCall.Store(false)
 	if rc != 0 {
 		pe := takeError(&cerr)

@@ -11,8 +11,17 @@ import (
 	"time"
 )
 
-// A watch enforces WithRequestTimeout on one slot's request.
+// A watch is the part of a slot that other goroutines touch: the timeout
+// timer and callbacks from Python threads other than the request's.
 type watch struct {
+	// gen counts the slot's requests. C passes it back with every
+	// callback, and the timer keeps the one it was armed for, so neither
+	// can act on a later request that reuses the slot.
+	gen atomic.Uint64
+	// cb is held shared by a callback while it uses the request; the
+	// request takes it before the slot is reused, so it waits for them.
+	cb sync.RWMutex
+
 	mu       sync.Mutex
 	armed    bool        // a request is being watched; guarded by mu
 	stuck    bool        // counted in Stats.Stuck; guarded by mu
@@ -24,6 +33,7 @@ type watch struct {
 // function that disarms it, which the request calls when it is done.
 func (s *slot) watch(ip *interp, d time.Duration) (disarm func()) {
 	wt := s.wt
+	gen := wt.gen.Load()
 	wt.mu.Lock()
 	wt.armed = true
 	wt.timedOut.Store(false)
@@ -35,8 +45,8 @@ func (s *slot) watch(ip *interp, d time.Duration) (disarm func()) {
 	timer := time.AfterFunc(d, func() {
 		wt.mu.Lock()
 		defer wt.mu.Unlock()
-		if !wt.armed {
-			return
+		if !wt.armed || wt.gen.Load() != gen {
+			return // a timer that fired late, for a request now gone
 		}
 		wt.timedOut.Store(true)
 		s.h.stats.timeouts.Add(1)
@@ -44,7 +54,7 @@ func (s *slot) watch(ip *interp, d time.Duration) (disarm func()) {
 		stuckTimer = time.AfterFunc(d, func() {
 			wt.mu.Lock()
 			defer wt.mu.Unlock()
-			if wt.armed && wt.inCall.Load() {
+			if wt.armed && wt.gen.Load() == gen && wt.inCall.Load() {
 				wt.stuck = true
 				s.h.stats.stuck.Add(1)
 				s.h.log.Error("wsgi: a timed-out request is still in C code and cannot be interrupted; its thread stays busy until it returns",

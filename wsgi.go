@@ -11,9 +11,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"runtime/cgo"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 )
@@ -51,7 +51,7 @@ func (e *PythonError) Error() string {
 type Handler struct {
 	opts   options
 	log    *slog.Logger
-	handle cgo.Handle
+	handle uintptr // this handler's key in handlers, passed to C
 
 	reloadMu    sync.Mutex
 	failed      []stamp        // the files as they were when a reload failed
@@ -102,14 +102,14 @@ func NewHandler(opts ...Option) (*Handler, error) {
 	if h.log == nil {
 		h.log = slog.Default()
 	}
-	h.handle = cgo.NewHandle(h)
+	h.handle = register(h)
 	for i := range n {
-		ip, err := newInterp(&o, uintptr(h.handle))
+		ip, err := newInterp(&o, h.handle)
 		if err != nil {
 			for _, m := range h.members {
 				m.ip.Load().end(context.Background(), h.log)
 			}
-			h.handle.Delete()
+			unregister(h.handle)
 			return nil, err
 		}
 		m := &member{idx: i}
@@ -252,7 +252,7 @@ func (h *Handler) Shutdown(ctx context.Context) error {
 	for i := range h.slots {
 		h.slots[i].free()
 	}
-	h.handle.Delete()
+	unregister(h.handle)
 	h.ended = true
 	return nil
 }
@@ -262,9 +262,27 @@ func (h *Handler) Close() error {
 	return h.Shutdown(context.Background())
 }
 
-// handlerOf returns the handler behind a handle C passed back.
+// C refers to a handler by a number, not a Go pointer. A number whose
+// handler has ended finds nothing: an interpreter left alive after Close
+// (see gowsgi_interp_end) may still call back, from an app's thread.
+var (
+	handlers   sync.Map // uintptr -> *Handler
+	lastHandle atomic.Uintptr
+)
+
+func register(h *Handler) uintptr {
+	id := lastHandle.Add(1)
+	handlers.Store(id, h)
+	return id
+}
+
+func unregister(id uintptr) { handlers.Delete(id) }
+
+// handlerOf returns the handler behind a number C passed back, or nil.
 func handlerOf(handle C.uintptr_t) *Handler {
-	return cgo.Handle(handle).Value().(*Handler)
+	h, _ := handlers.Load(uintptr(handle))
+	hh, _ := h.(*Handler)
+	return hh
 }
 
 func cbytes(p *C.char, n C.size_t) []byte {
