@@ -9,7 +9,7 @@ APP ?= examples/hello.py
 # Extra go test flags for `make test`, e.g. ARGS="-run TestX -short".
 ARGS ?=
 
-.PHONY: setup test serve vet soak
+.PHONY: setup test serve vet soak bench bench-isolated
 
 setup:
 	scripts/setup.sh
@@ -30,3 +30,15 @@ vet:
 soak:
 	scripts/setup.sh
 	go run ./bench/soak
+
+# gowsgi against a bare Go handler, uWSGI, gunicorn and waitress on
+# loopback (installs what is missing); writes bench/RESULTS.md.
+bench:
+	scripts/setup.sh
+	go run ./bench/compare
+
+# One own-GIL interpreter against two, on a Python 3.12+ build; writes
+# bench/ISOLATED.md.
+bench-isolated:
+	scripts/setup.sh
+	go run ./bench/isolated

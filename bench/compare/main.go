@@ -1,0 +1,370 @@
+// Command compare measures gowsgi against a bare Go net/http server (the
+// ceiling) and against uWSGI, gunicorn (sync and gthread workers) and
+// waitress, on loopback, and writes bench/RESULTS.md.
+//
+//	go run ./bench/compare [-rounds 3] [-duration 10s] [-warmup 1s]
+//	                       [-servers go-bare,gowsgi,...] [-workloads hello-c50,...]
+//
+// It first installs what is missing with apt-get (as root): wrk, uwsgi and
+// its python3 plugin, gunicorn, waitress and Flask. Then it builds the
+// gowsgi command and runs the servers one at a time, round after round
+// (A B C ... A B C ...), so that a slow minute of the shared machine hurts
+// every server of one round rather than one server of every round. Each
+// measurement is a wrk run of -duration after a warm-up run of -warmup; it
+// reads the server's process tree in /proc before and after, for the CPU
+// time per request and the resident memory. Every figure is also given as
+// a ratio to go-bare's in the same round, and the tables show the median
+// over rounds.
+//
+// The WSGI apps are in bench/apps. `compare -bare ADDR` runs the bare Go
+// server alone.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/gowsgi/wsgi/bench/compare/harness"
+)
+
+// debPackages are installed when missing. The first four build gowsgi (as
+// scripts/setup.sh does); the others are the servers, Flask and wrk.
+var debPackages = []string{
+	"python3-dev", "pkg-config", "gcc", "libc6-dev",
+	"wrk", "uwsgi", "uwsgi-plugin-python3", "gunicorn", "python3-waitress", "python3-flask",
+}
+
+// workload is one kind of request, served by one WSGI callable.
+type workload struct {
+	name      string
+	desc      string
+	path      string // the bare server dispatches on it; the WSGI apps ignore it
+	module    string // in bench/apps
+	callable  string
+	conns     int    // wrk -c
+	postBytes int    // > 0: POST a body of this size (a wrk Lua script)
+	want      []byte // the body every server must send
+}
+
+var workloads = []workload{
+	{"hello-c50", "13 bytes, \"Hello, World!\", 50 connections", "/hello", "apps", "hello", 50, 0, helloBody},
+	{"hello-c8", "13 bytes, \"Hello, World!\", 8 connections", "/hello", "apps", "hello", 8, 0, helloBody},
+	{"big", "a 1 MiB body (one bytes object in a list), 8 connections", "/big", "apps", "big", 8, 0, bigBody},
+	{"echo", "a 64 KiB POST body read by CONTENT_LENGTH and sent back, 16 connections", "/echo", "apps", "echo", 16, len(echoBody), echoBody},
+	{"stream", "a generator of 100 x 1 KiB chunks (no Content-Length), 16 connections", "/stream", "apps", "stream", 16, 0, streamBody},
+	{"flask", "a Flask view returning the 13 bytes of hello, 50 connections", "/flask", "flaskapp", "app", 50, 0, helloBody},
+}
+
+// server is one way of serving the apps. argv gets the address to bind
+// (127.0.0.1:PORT) and the app as "module:callable".
+type server struct {
+	name string
+	note string
+	argv func(e *env, addr, module, callable string) []string
+}
+
+// env is what the servers' command lines need.
+type env struct {
+	self   string // this program, for -bare
+	gowsgi string // the built command
+	apps   string // absolute path of bench/apps
+	tuned  []string
+}
+
+var servers = []server{
+	{"go-bare", "net/http alone, the same bytes (the ceiling)", func(e *env, addr, _, _ string) []string {
+		return []string{e.self, "-bare", addr}
+	}},
+	{"gowsgi", "the command with its default flags (--threads 8, one sub-interpreter)", func(e *env, addr, mod, fn string) []string {
+		return []string{e.gowsgi, "--bind", addr, "--chdir", e.apps, mod + ":" + fn}
+	}},
+	{"gowsgi-tuned", "", func(e *env, addr, mod, fn string) []string {
+		return append(append([]string{e.gowsgi, "--bind", addr, "--chdir", e.apps}, e.tuned...), mod+":"+fn)
+	}},
+	{"uwsgi", "2 processes x 4 threads, HTTP/1.1 keep-alive socket, no proxy in front", func(e *env, addr, mod, fn string) []string {
+		argv := []string{"uwsgi", "--plugin", "python3", "--http11-socket", addr, "--tcp-nodelay",
+			"--master", "--processes", "2", "--threads", "4", "--disable-logging", "--need-app",
+			"--chdir", e.apps, "--wsgi-file", filepath.Join(e.apps, mod+".py"), "--callable", fn}
+		if fn == "stream" {
+			// Without a Content-Length uWSGI ends the body by closing the
+			// connection, which wrk counts as an error; the chunked
+			// transformation keeps the connection alive, as the others do.
+			argv = append(argv, "--plugin", "transformation_chunked", "--route-run", "chunked:")
+		}
+		return argv
+	}},
+	{"gunicorn-sync", "2 sync workers (no keep-alive: one connection per request)", func(e *env, addr, mod, fn string) []string {
+		return []string{"gunicorn", "--bind", addr, "--chdir", e.apps, "--workers", "2", "--worker-class", "sync",
+			"--log-level", "warning", mod + ":" + fn}
+	}},
+	{"gunicorn-gthread", "2 workers x 4 threads", func(e *env, addr, mod, fn string) []string {
+		return []string{"gunicorn", "--bind", addr, "--chdir", e.apps, "--workers", "2", "--worker-class", "gthread",
+			"--threads", "4", "--log-level", "warning", mod + ":" + fn}
+	}},
+	{"waitress", "one process, 8 threads", func(e *env, addr, mod, fn string) []string {
+		return []string{"waitress-serve", "--listen=" + addr, "--threads=8", mod + ":" + fn}
+	}},
+}
+
+// sample is one measurement: a server, a workload, a round.
+type sample struct {
+	round int
+	harness.WrkResult
+}
+
+// run holds the state of one benchmark run.
+type run struct {
+	ctx      context.Context
+	env      env
+	tmp      string
+	rounds   int
+	duration time.Duration
+	warmup   time.Duration
+	servers  []server
+	loads    []workload
+	script   string // the wrk Lua script for POSTs
+	client   *http.Client
+	results  map[string]map[string][]sample // server, workload
+	failures []string
+}
+
+func main() {
+	bare := flag.String("bare", "", "run only the bare Go server on this address (used by the harness itself)")
+	rounds := flag.Int("rounds", 3, "rounds; each runs every server on every workload once")
+	duration := flag.Duration("duration", 10*time.Second, "length of each measured wrk run (whole seconds)")
+	warmup := flag.Duration("warmup", time.Second, "length of the wrk warm-up run before each measurement (whole seconds)")
+	serverList := flag.String("servers", names(servers, func(s server) string { return s.name }), "comma-separated servers to run")
+	loadList := flag.String("workloads", names(workloads, func(w workload) string { return w.name }), "comma-separated workloads to run")
+	tuned := flag.String("tuned", "--threads 2", "flags of the gowsgi-tuned server")
+	out := flag.String("out", "bench/RESULTS.md", "Markdown report to write, relative to the module root; empty for none")
+	flag.Parse()
+	if *bare != "" {
+		serveBare(*bare)
+		return
+	}
+	if flag.NArg() > 0 || *rounds < 1 || *duration < time.Second || *warmup < 0 {
+		flag.Usage()
+		os.Exit(2)
+	}
+	r := &run{
+		rounds:   *rounds,
+		duration: *duration,
+		warmup:   *warmup,
+		// No keep-alive for the probes: an idle connection left open would
+		// hold one of uWSGI's threads during the measurement.
+		client:  &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}},
+		results: map[string]map[string][]sample{},
+	}
+	var err error
+	if r.servers, err = pick(servers, *serverList, func(s server) string { return s.name }); err == nil {
+		r.loads, err = pick(workloads, *loadList, func(w workload) string { return w.name })
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "compare:", err)
+		os.Exit(2)
+	}
+	r.env.tuned = strings.Fields(*tuned)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	r.ctx = ctx
+	if err := r.main(*out); err != nil {
+		fmt.Fprintln(os.Stderr, "compare:", err)
+		os.Exit(1)
+	}
+}
+
+func (r *run) main(out string) error {
+	start := time.Now()
+	if err := harness.EnsurePackages(debPackages, os.Stdout); err != nil {
+		// Not fatal: a server whose command is missing is skipped below.
+		fmt.Fprintln(os.Stderr, "compare:", err)
+	}
+	if _, err := exec.LookPath("wrk"); err != nil {
+		return fmt.Errorf("wrk is needed: %v", err)
+	}
+	root, err := harness.ModuleRoot()
+	if err != nil {
+		return err
+	}
+	if err := os.Chdir(root); err != nil {
+		return err
+	}
+	r.tmp, err = os.MkdirTemp("", "gowsgi-compare")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(r.tmp)
+	if r.env.self, err = os.Executable(); err != nil {
+		return err
+	}
+	r.env.apps = filepath.Join(root, "bench", "apps")
+	r.env.gowsgi = filepath.Join(r.tmp, "gowsgi")
+	fmt.Println("building ./cmd/gowsgi")
+	if out, err := exec.Command("go", "build", "-o", r.env.gowsgi, "./cmd/gowsgi").CombinedOutput(); err != nil {
+		return fmt.Errorf("go build ./cmd/gowsgi: %v\n%s", err, out)
+	}
+	if r.script, err = harness.PostScript(r.tmp, len(echoBody)); err != nil {
+		return err
+	}
+
+	// Each app is started once per server and round, and serves all of
+	// its workloads (hello serves hello-c50 and hello-c8).
+	type group struct {
+		app   string
+		loads []workload
+	}
+	var groups []group
+	for _, w := range r.loads {
+		app := w.module + ":" + w.callable
+		if i := slices.IndexFunc(groups, func(g group) bool { return g.app == app }); i >= 0 {
+			groups[i].loads = append(groups[i].loads, w)
+		} else {
+			groups = append(groups, group{app, []workload{w}})
+		}
+	}
+	// Each measurement costs its wrk runs and a probe; each server start
+	// about half a second more.
+	per := r.warmup + r.duration + 150*time.Millisecond
+	est := time.Duration(r.rounds*len(r.servers)) * (time.Duration(len(r.loads))*per + time.Duration(len(groups))*500*time.Millisecond)
+	fmt.Printf("%d rounds x %d servers x %d workloads, about %v\n", r.rounds, len(r.servers), len(r.loads), est.Round(time.Minute))
+
+	for round := 1; round <= r.rounds; round++ {
+		for _, g := range groups {
+			for _, s := range r.servers {
+				if err := r.ctx.Err(); err != nil {
+					return err
+				}
+				r.serve(round, s, g.loads)
+			}
+		}
+	}
+	fmt.Printf("\nmeasured in %v\n\n", time.Since(start).Round(time.Second))
+	report := r.report(start)
+	fmt.Print(report)
+	if out == "" {
+		return nil
+	}
+	return os.WriteFile(out, []byte(report), 0o644)
+}
+
+// serve starts server s on the app of loads, measures each workload, and
+// kills the server's process tree. A server that does not start or does not
+// answer as it should is reported and skipped.
+func (r *run) serve(round int, s server, loads []workload) {
+	fail := func(w string, err error) {
+		msg := fmt.Sprintf("round %d, %s, %s: %v", round, s.name, w, err)
+		fmt.Println("SKIP", msg)
+		r.failures = append(r.failures, msg)
+	}
+	all := names(loads, func(w workload) string { return w.name })
+	port, err := harness.FreePort()
+	if err != nil {
+		fail(all, err)
+		return
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	argv := s.argv(&r.env, addr, loads[0].module, loads[0].callable)
+	if _, err := exec.LookPath(argv[0]); err != nil {
+		fail(all, err)
+		return
+	}
+	logPath := filepath.Join(r.tmp, fmt.Sprintf("%s-%s-%d.log", s.name, loads[0].callable, round))
+	srv, err := harness.StartServer(s.name, argv, r.env.apps, nil, logPath)
+	if err != nil {
+		fail(all, err)
+		return
+	}
+	defer srv.Stop()
+	for i, w := range loads {
+		url := "http://" + addr + w.path
+		var body []byte
+		method := http.MethodGet
+		if w.postBytes > 0 {
+			method, body = http.MethodPost, echoBody
+		}
+		probe := func() (*http.Response, []byte, error) { return harness.Fetch(r.client, method, url, body) }
+		timeout := 30 * time.Second // the first probe waits for the server to start
+		if i > 0 {
+			timeout = 5 * time.Second
+		}
+		if err := srv.WaitReady(r.ctx, timeout, probe, harness.CheckBody(w.want)); err != nil {
+			fail(w.name, err)
+			continue
+		}
+		args := []string{"-t2", fmt.Sprintf("-c%d", w.conns), "--timeout", "5s"}
+		if w.postBytes > 0 {
+			args = append(args, "-s", r.script)
+		}
+		if r.warmup >= time.Second {
+			if _, err := harness.Wrk(r.ctx, append(args, harness.Secs(r.warmup), url)...); err != nil {
+				fail(w.name, fmt.Errorf("warm-up: %v", err))
+				continue
+			}
+		}
+		res, err := harness.Measure(r.ctx, srv.Pid(), port, r.duration/2, append(args, harness.Secs(r.duration), url)...)
+		if err != nil {
+			fail(w.name, err)
+			continue
+		}
+		if srv.Exited() {
+			fail(w.name, fmt.Errorf("server exited during the run:\n%s", srv.LogTail()))
+			continue
+		}
+		if r.results[s.name] == nil {
+			r.results[s.name] = map[string][]sample{}
+		}
+		r.results[s.name][w.name] = append(r.results[s.name][w.name], sample{round, res})
+		fmt.Printf("round %d  %-10s %-17s %9.0f req/s  p50 %8s  p99 %8s  CPU %6.1f µs/req  RSS %6.1f MiB  errors %d  queued %d\n",
+			round, w.name, s.name, res.RPS, harness.Ms(res.P50), harness.Ms(res.P99), cpuPerReq(res), mib(res.ServerRSSKB), res.Errors+res.Non2xx, res.Queued)
+	}
+}
+
+func cpuPerReq(r harness.WrkResult) float64 {
+	return float64(r.ServerCPU.Microseconds()) / float64(r.Requests)
+}
+
+func mib(kib int64) float64 { return float64(kib) / 1024 }
+
+// names joins the names of xs with commas.
+func names[T any](xs []T, name func(T) string) string {
+	var s []string
+	for _, x := range xs {
+		s = append(s, name(x))
+	}
+	return strings.Join(s, ",")
+}
+
+// pick returns the elements of all named in the comma-separated list, in
+// the order of all.
+func pick[T any](all []T, list string, name func(T) string) ([]T, error) {
+	want := map[string]bool{}
+	for _, n := range strings.Split(list, ",") {
+		if n = strings.TrimSpace(n); n != "" {
+			want[n] = true
+		}
+	}
+	var out []T
+	for _, x := range all {
+		if want[name(x)] {
+			out = append(out, x)
+			delete(want, name(x))
+		}
+	}
+	for n := range want {
+		return nil, fmt.Errorf("unknown name %q; choose among %s", n, names(all, name))
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("nothing chosen from %q", list)
+	}
+	return out, nil
+}

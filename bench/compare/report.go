@@ -1,0 +1,284 @@
+package main
+
+import (
+	"fmt"
+	"math"
+	"os"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/gowsgi/wsgi/bench/compare/harness"
+)
+
+// metric reads one figure from a sample.
+type metric func(sample) float64
+
+var (
+	mRPS metric = func(s sample) float64 { return s.RPS }
+	mP50 metric = func(s sample) float64 { return float64(s.P50) }
+	mP99 metric = func(s sample) float64 { return float64(s.P99) }
+	mCPU metric = func(s sample) float64 { return cpuPerReq(s.WrkResult) }
+	mRSS metric = func(s sample) float64 { return mib(s.ServerRSSKB) }
+)
+
+func values(ss []sample, m metric) []float64 {
+	var v []float64
+	for _, s := range ss {
+		v = append(v, m(s))
+	}
+	return v
+}
+
+// ratio is the median, over the rounds that both have, of a's figure
+// divided by b's in the same round; NaN when they share no round.
+func ratio(a, b []sample, m metric) float64 {
+	var rs []float64
+	for _, x := range a {
+		for _, y := range b {
+			if x.round == y.round && m(y) != 0 {
+				rs = append(rs, m(x)/m(y))
+			}
+		}
+	}
+	if len(rs) == 0 {
+		return math.NaN()
+	}
+	return harness.Median(rs)
+}
+
+func fmtRatio(x float64) string {
+	if math.IsNaN(x) {
+		return "–"
+	}
+	if x < 10 {
+		return fmt.Sprintf("%.2fx", x)
+	}
+	return fmt.Sprintf("%.0fx", x)
+}
+
+func fmtRPS(x float64) string { return fmt.Sprintf("%.0f", x) }
+
+// report renders the whole Markdown report.
+func (r *run) report(start time.Time) string {
+	var b strings.Builder
+	p := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
+
+	p("# gowsgi against other WSGI servers\n\n")
+	p("Written by `%s` on %s (the run took %v). Generated: run the command again rather than editing.\n\n",
+		command(), start.Format("2006-01-02 15:04 MST"), time.Since(start).Round(time.Second))
+
+	p("## Machine\n\n")
+	for _, l := range harness.Machine() {
+		p("- %s\n", l)
+	}
+	p("\n## Versions\n\n")
+	p("- Go: %s\n", harness.First("go", "version"))
+	p("- gowsgi: %s\n", harness.First(r.env.gowsgi, "--version"))
+	p("- Python: %s (Debian's, for every server)\n", harness.First("/usr/bin/python3", "--version"))
+	p("- uWSGI: %s (python3 plugin %s)\n", harness.First("uwsgi", "--version"), harness.DebVersion("uwsgi-plugin-python3"))
+	p("- gunicorn: %s\n", harness.First("gunicorn", "--version"))
+	p("- waitress: %s (Debian package python3-waitress)\n", harness.DebVersion("python3-waitress"))
+	p("- Flask: %s (Debian package python3-flask)\n", harness.DebVersion("python3-flask"))
+	p("- wrk: %s\n", harness.First("wrk", "-v"))
+
+	p("\n## Method\n\n")
+	p("%d rounds; in each, every server serves every workload once, one server at a time, "+
+		"in the order of the tables. A server is started on 127.0.0.1 for each app and round, "+
+		"must answer 200 with exactly the expected body, then gets a %v wrk warm-up run and a "+
+		"%v measured run (`wrk --latency -t2 -cN --timeout 5s`); then its whole process group is killed.\n\n",
+		r.rounds, r.warmup, r.duration)
+	p("- **req/s**: median over rounds, with the smallest and largest round.\n")
+	p("- **p50, p99**: wrk's latency percentiles, median over rounds.\n")
+	p("- **CPU/req**: user+system CPU time of the server's whole process tree (master and workers, from " +
+		"/proc/PID/stat) during the measured run, divided by the requests wrk completed.\n")
+	p("- **RSS**: the sum of VmRSS over the server's process tree right after the measured run. " +
+		"Forked workers share pages, which this sum counts once per process.\n")
+	p("- **x bare**: the figure divided by go-bare's in the same round, median over rounds " +
+		"(for req/s, higher is better; for the others, lower is).\n\n")
+	p("Servers:\n\n")
+	var rows [][]string
+	for _, s := range r.servers {
+		argv := s.argv(&r.env, "127.0.0.1:PORT", "apps", "hello")
+		for i := range argv {
+			argv[i] = shortArg(argv[i], r)
+		}
+		note := s.note
+		if s.name == "gowsgi-tuned" {
+			note = fmt.Sprintf("the command with `%s` (flag -tuned): fewer threads taking turns on the GIL", strings.Join(r.env.tuned, " "))
+		}
+		rows = append(rows, []string{"`" + s.name + "`", note, "`" + strings.Join(argv, " ") + "`"})
+	}
+	p("%s\n", harness.Table([]string{"server", "what", "command (for apps:hello)"}, "lll", rows))
+	p("Workloads:\n\n")
+	rows = nil
+	for _, w := range r.loads {
+		rows = append(rows, []string{"`" + w.name + "`", w.desc, "`" + w.module + ":" + w.callable + "`"})
+	}
+	p("%s\n", harness.Table([]string{"workload", "what", "app"}, "lll", rows))
+
+	p("## Summary (req/s)\n\n")
+	p("The best other server is the one of uWSGI, gunicorn and waitress with the highest median req/s; " +
+		"the last two columns are gowsgi's and gowsgi-tuned's req/s divided by that server's, in the same round, " +
+		"median over rounds. Latency, CPU and memory are in the tables per workload below.\n\n")
+	p("%s\n", r.summary())
+
+	for _, w := range r.loads {
+		p("## %s\n\n%s.\n\n%s\n", w.name, capitalize(w.desc), r.table(w))
+	}
+
+	p("## Notes\n\n")
+	p("- wrk runs on the same %d cores as the server, with 2 threads: client and server compete for the CPU, "+
+		"and go-bare's figures are in good part wrk's limit. Other work may run on the machine too; compare "+
+		"the ratios within a round rather than absolute figures across runs.\n", runtime.NumCPU())
+	p("- gunicorn's sync workers close the connection after every response, so wrk reconnects for each " +
+		"request; that is how that worker class works.\n")
+	p("- uWSGI's `--http11-socket` gives a connection to a thread for as long as the connection stays open, " +
+		"and its threads accept only when idle: with 50 keep-alive connections and 2 x 4 threads, 42 " +
+		"connections wait in the kernel's accept queue for the whole run. wrk's percentiles count only " +
+		"requests that complete, so uWSGI's latencies at 50 connections are those of the 8 it serves. " +
+		"The table below shows, for every measurement where it happened, how many connections waited in " +
+		"the accept queue at mid-run. gunicorn's sync workers show a queue too, but there each connection " +
+		"carries one request and all are served in turn, so the wait is in their latencies.\n")
+	p("- uWSGI runs with `--tcp-nodelay` (without it, the stream workload waits on delayed ACKs, 40 ms a " +
+		"response) and, for the generator only, the chunked transformation (`--plugin transformation_chunked " +
+		"--route-run chunked:`): otherwise it ends a body without Content-Length by closing the connection, " +
+		"which wrk cannot read. None of the servers logs requests (gowsgi, gunicorn and waitress by default, " +
+		"uWSGI with `--disable-logging`).\n")
+	p("- Apache with mod_wsgi was left out (it was optional): Debian's apache2 package installs and starts " +
+		"a system service on port 80, and a fair configuration of mod_wsgi's daemon mode would need its own " +
+		"configuration tree; the run is also kept under 25 minutes.\n")
+	if q := r.queued(); q != "" {
+		p("\nConnections waiting in the accept queue at mid-run (median over rounds), where any did:\n\n%s", q)
+	}
+	if len(r.failures) > 0 {
+		p("\n## Skipped measurements\n\n")
+		for _, f := range r.failures {
+			first, _, _ := strings.Cut(f, "\n")
+			p("- %s\n", first)
+		}
+	}
+	return b.String()
+}
+
+// shortArg shortens the paths of the built binaries in a command line
+// shown in the report.
+func shortArg(arg string, r *run) string {
+	switch arg {
+	case r.env.self:
+		return "go run ./bench/compare"
+	case r.env.gowsgi:
+		return "gowsgi"
+	}
+	return strings.ReplaceAll(arg, r.env.apps, "bench/apps")
+}
+
+// table is the per-server table of one workload.
+func (r *run) table(w workload) string {
+	bare := r.results["go-bare"][w.name]
+	var rows [][]string
+	for _, s := range r.servers {
+		ss := r.results[s.name][w.name]
+		if len(ss) == 0 {
+			rows = append(rows, []string{s.name, "skipped", "", "", "", "", "", "", "", "", "", "", ""})
+			continue
+		}
+		lo, hi := harness.MinMax(values(ss, mRPS))
+		var errs int64
+		for _, x := range ss {
+			errs += x.Errors + x.Non2xx
+		}
+		med := func(m metric) float64 { return harness.Median(values(ss, m)) }
+		rows = append(rows, []string{
+			s.name,
+			fmtRPS(med(mRPS)), fmt.Sprintf("%s–%s", fmtRPS(lo), fmtRPS(hi)), fmtRatio(ratio(ss, bare, mRPS)),
+			harness.Ms(time.Duration(med(mP50))), fmtRatio(ratio(ss, bare, mP50)),
+			harness.Ms(time.Duration(med(mP99))), fmtRatio(ratio(ss, bare, mP99)),
+			fmt.Sprintf("%.1f µs", med(mCPU)), fmtRatio(ratio(ss, bare, mCPU)),
+			fmt.Sprintf("%.1f MiB", med(mRSS)), fmtRatio(ratio(ss, bare, mRSS)),
+			fmt.Sprint(errs),
+		})
+	}
+	return harness.Table([]string{"server", "req/s", "min–max", "x bare", "p50", "x bare", "p99", "x bare",
+		"CPU/req", "x bare", "RSS", "x bare", "errors"}, "lrrrrrrrrrrrr", rows)
+}
+
+// isOther tells the servers that are neither gowsgi nor the ceiling.
+func isOther(name string) bool { return name != "go-bare" && !strings.HasPrefix(name, "gowsgi") }
+
+// best returns the other server with the highest median req/s on w.
+func (r *run) best(w workload) (string, []sample) {
+	var name string
+	var top float64
+	for _, s := range r.servers {
+		ss := r.results[s.name][w.name]
+		if !isOther(s.name) || len(ss) == 0 {
+			continue
+		}
+		if m := harness.Median(values(ss, mRPS)); m > top {
+			name, top = s.name, m
+		}
+	}
+	return name, r.results[name][w.name]
+}
+
+// summary is one line per workload: go-bare, gowsgi, gowsgi-tuned and the
+// best other server.
+func (r *run) summary() string {
+	var rows [][]string
+	cell := func(ss []sample) string {
+		if len(ss) == 0 {
+			return "–"
+		}
+		return fmtRPS(harness.Median(values(ss, mRPS)))
+	}
+	for _, w := range r.loads {
+		bare := r.results["go-bare"][w.name]
+		gw := r.results["gowsgi"][w.name]
+		gt := r.results["gowsgi-tuned"][w.name]
+		name, other := r.best(w)
+		if name == "" {
+			name = "–"
+		}
+		rows = append(rows, []string{
+			w.name, cell(bare),
+			cell(gw), fmtRatio(ratio(gw, bare, mRPS)),
+			cell(gt), fmtRatio(ratio(gt, bare, mRPS)),
+			name, cell(other), fmtRatio(ratio(other, bare, mRPS)),
+			fmtRatio(ratio(gw, other, mRPS)), fmtRatio(ratio(gt, other, mRPS)),
+		})
+	}
+	return harness.Table([]string{"workload", "go-bare", "gowsgi", "x bare", "gowsgi-tuned", "x bare",
+		"best other", "req/s", "x bare", "gowsgi / other", "tuned / other"}, "lrrrrrlrrrr", rows)
+}
+
+// command is the command line of this run, as a person would type it.
+func command() string {
+	return strings.Join(append([]string{"go run ./bench/compare"}, os.Args[1:]...), " ")
+}
+
+func capitalize(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
+}
+
+// queued is a table of the measurements whose server left connections in
+// its accept queue at mid-run, or "" if none did.
+func (r *run) queued() string {
+	var rows [][]string
+	for _, w := range r.loads {
+		for _, s := range r.servers {
+			ss := r.results[s.name][w.name]
+			q := harness.Median(values(ss, func(x sample) float64 { return float64(x.Queued) }))
+			if q > 0 {
+				rows = append(rows, []string{w.name, s.name, fmt.Sprintf("%.0f", q), fmt.Sprint(w.conns)})
+			}
+		}
+	}
+	if len(rows) == 0 {
+		return ""
+	}
+	return harness.Table([]string{"workload", "server", "queued", "of connections"}, "llrr", rows)
+}
