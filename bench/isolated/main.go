@@ -269,7 +269,7 @@ func (r *run) report(start time.Time) string {
 	for _, l := range harness.Machine() {
 		p("- %s\n", l)
 	}
-	p("- Go: %s; %s from %s; Flask %s (Debian); wrk: %s\n\n", harness.First("go", "version"), r.python, r.prefix,
+	p("- Go: %s; %s from %s; Flask %s (Debian); wrk: %s\n\n", harness.First("go", "version"), r.python, homeRelative(r.prefix),
 		harness.DebVersion("python3-flask"), harness.First("wrk", "-v"))
 	p("## Method\n\n")
 	shown := strings.Join(append([]string{"gowsgi"}, r.argv(r.apps[0], "127.0.0.1:PORT", 1)[1:]...), " ")
@@ -443,4 +443,15 @@ func atLeast312(v string) bool {
 		return false
 	}
 	return major > 3 || major == 3 && minor >= 12
+}
+
+// homeRelative writes a path under the home directory as ~/..., so the
+// report names no one machine's home.
+func homeRelative(path string) string {
+	if home, err := os.UserHomeDir(); err == nil {
+		if rest, ok := strings.CutPrefix(path, home+string(filepath.Separator)); ok {
+			return "~/" + rest
+		}
+	}
+	return path
 }
