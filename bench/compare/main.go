@@ -185,18 +185,8 @@ func main() {
 
 func (r *run) main(out string) error {
 	start := time.Now()
-	if err := harness.EnsurePackages(debPackages, os.Stdout); err != nil {
-		// Not fatal: a server whose command is missing is skipped below.
-		fmt.Fprintln(os.Stderr, "compare:", err)
-	}
-	if _, err := exec.LookPath("wrk"); err != nil {
-		return fmt.Errorf("wrk is needed: %v", err)
-	}
-	root, err := harness.ModuleRoot()
+	root, err := harness.Prepare(debPackages, os.Stdout)
 	if err != nil {
-		return err
-	}
-	if err := os.Chdir(root); err != nil {
 		return err
 	}
 	r.tmp, err = os.MkdirTemp("", "gowsgi-compare")

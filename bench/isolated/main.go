@@ -137,17 +137,8 @@ func (r *run) main(out string) error {
 
 	// wrk, Flask and what builds gowsgi (Python's headers come from the
 	// prefix, but pkg-config and the C compiler from Debian).
-	if err := harness.EnsurePackages([]string{"pkg-config", "gcc", "libc6-dev", "wrk", "python3-flask"}, os.Stdout); err != nil {
-		fmt.Fprintln(os.Stderr, "isolated:", err)
-	}
-	if _, err := exec.LookPath("wrk"); err != nil {
-		return fmt.Errorf("wrk is needed: %v", err)
-	}
-	root, err := harness.ModuleRoot()
+	root, err := harness.Prepare([]string{"pkg-config", "gcc", "libc6-dev", "wrk", "python3-flask"}, os.Stdout)
 	if err != nil {
-		return err
-	}
-	if err := os.Chdir(root); err != nil {
 		return err
 	}
 	r.appsDir = filepath.Join(root, "bench", "apps")

@@ -505,6 +505,25 @@ func First(name string, args ...string) string {
 	return line
 }
 
+// Prepare readies a benchmark run: installs the Debian packages that are
+// missing (a failure is reported to log, not fatal: a server whose command
+// is missing is skipped later), checks that wrk is there, and changes to
+// the module's root, where the paths in the commands start. It returns
+// that root.
+func Prepare(pkgs []string, log io.Writer) (string, error) {
+	if err := EnsurePackages(pkgs, log); err != nil {
+		fmt.Fprintln(log, "packages:", err)
+	}
+	if _, err := exec.LookPath("wrk"); err != nil {
+		return "", fmt.Errorf("wrk is needed: %v", err)
+	}
+	root, err := ModuleRoot()
+	if err != nil {
+		return "", err
+	}
+	return root, os.Chdir(root)
+}
+
 // ModuleRoot returns the directory of the go.mod of the module the current
 // directory is in.
 func ModuleRoot() (string, error) {
