@@ -499,9 +499,13 @@ static PyObject *input_readline_n(gowsgi_req *rq, Py_ssize_t size)
 		char *nl = memchr(start, '\n', avail);
 		size_t take = nl ? (size_t)(nl - start) + 1 : avail;
 		if (out == NULL) {
-			out = PyBytes_FromStringAndSize(start, take);
+			/* Not PyBytes_FromStringAndSize(start, take): for one byte
+			 * it returns a shared cached object, which the resize
+			 * below would refuse. */
+			out = PyBytes_FromStringAndSize(NULL, take);
 			if (out == NULL)
 				goto failure;
+			memcpy(PyBytes_AS_STRING(out), start, take);
 		} else {
 			if (_PyBytes_Resize(&out, outlen + take) < 0)
 				goto failure;

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"runtime"
 	"strconv"
@@ -157,4 +158,19 @@ func peakRSS(t *testing.T) int64 {
 	}
 	t.Fatal("no VmHWM in /proc/self/status")
 	return 0
+}
+
+// TestReadlineAcrossRefill: a line whose first byte is the last of the
+// input buffer (64 KiB) continues in the next refill. Building it from a
+// one-byte piece once hit CPython's shared one-byte bytes object, which
+// cannot be resized (SystemError).
+func TestReadlineAcrossRefill(t *testing.T) {
+	h, _ := newHandler(t, "application")
+	body := strings.Repeat("x", 65534) + "\n" + "yz\n"
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("POST", "/readline", strings.NewReader(body)))
+	require.Equal(t, 200, rec.Code, rec.Body.String())
+	var lines []string
+	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &lines))
+	assert.Equal(t, []string{strings.Repeat("x", 65534) + "\n", "yz\n"}, lines)
 }
