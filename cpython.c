@@ -1216,24 +1216,30 @@ failure:
 	return rc;
 }
 
-/* gh-116510: on 3.12 and 3.13.0, ending a legacy sub-interpreter frees
- * immortal interned strings that other interpreters still use (through the
- * copied dicts of single-phase extension modules), and a later interpreter
- * reads freed memory; seen here as a corrupted attribute name on 3.13.0.
- * The fix shipped in 3.13.1.  Ending own-GIL interpreters on 3.13.0
- * corrupted memory here too (a later load read a damaged source string in
- * TestIsolatedDatetimeDecimal, about one run in six); on 3.12.1 it did not.
- * Py_Version is the running library's version, which may differ from the
- * headers'. */
+/* Whether an interpreter can be ended safely.
+ *
+ * A legacy sub-interpreter (sharing the GIL) never is: extension modules
+ * with single-phase init, common outside the standard library, are set up
+ * once and each later interpreter gets a copy of the first importer's
+ * module dict, so ending that first interpreter leaves the copies pointing
+ * at its freed objects.  Seen here: Pyramid (zope.interface's C module) in
+ * a third handler on 3.11 failed with "NameError: name 'AttributeError' is
+ * not defined"; on 3.12 and 3.13.0 immortal interned strings freed the
+ * same way corrupted a later load (CPython gh-116510).  Such interpreters
+ * are left alive without the handler's references: a leak, not a crash.
+ *
+ * An own-GIL interpreter refuses those modules, and is ended, except on
+ * 3.13.0, where ending one corrupted memory here too (a later load read a
+ * damaged source string in TestIsolatedDatetimeDecimal, about one run in
+ * six; none in ten with ending off).  Py_Version is the running library's
+ * version, which may differ from the headers'. */
 int gowsgi_can_end(int isolated)
 {
 #if PY_VERSION_HEX >= 0x030C0000
-	if (Py_Version >= 0x030D0000 && Py_Version < 0x030D0100)
-		return 0; /* 3.13.0 */
-	return isolated || Py_Version >= 0x030D0100;
+	return isolated && !(Py_Version >= 0x030D0000 && Py_Version < 0x030D0100);
 #else
 	(void)isolated;
-	return 1;
+	return 0;
 #endif
 }
 
@@ -1308,14 +1314,10 @@ int gowsgi_interp_end(gowsgi_interp *gi)
 		 * hang or a crash. */
 		PyEval_SaveThread();
 	} else {
+		/* Own GIL only (3.12+): it ends with no thread state current
+		 * and its GIL gone. */
 		Py_EndInterpreter(gi->owner);
 		ended = 1;
-#if PY_VERSION_HEX < 0x030C0000
-		/* Before 3.12 Py_EndInterpreter leaves the shared GIL held
-		 * with no thread state. */
-		PyThreadState_Swap(main_ts);
-		PyEval_SaveThread();
-#endif
 	}
 	free(gi);
 	return ended;

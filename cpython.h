@@ -76,10 +76,12 @@ int gowsgi_interp_end(gowsgi_interp *gi);
  * Any OS thread. */
 int gowsgi_interp_threads(gowsgi_interp *gi, char **names);
 
-/* Reports whether this Python can end a sub-interpreter (isolated: one
- * with its own GIL) safely: not a legacy one on 3.12 and 3.13.0
- * (gh-116510), nor any on 3.13.0.  Where it cannot, gowsgi_interp_end
- * leaves the interpreter alive without the handler's references. */
+/* Reports whether an interpreter can be ended safely: only one with its
+ * own GIL (isolated), and not on 3.13.0.  Legacy sub-interpreters share
+ * single-phase extension modules' state with the first one that imported
+ * them, so ending one breaks the others (see cpython.c).  Where it cannot,
+ * gowsgi_interp_end leaves the interpreter alive without the handler's
+ * references. */
 int gowsgi_can_end(int isolated);
 
 /* Runs the bootstrap source (bootstrap.py) in the interpreter once,

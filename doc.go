@@ -26,9 +26,10 @@
 // which only one handler per process may use; or, on Python 3.12 and newer,
 // a pool of [WithInterpreters] sub-interpreters with their own GIL each
 // ([IsolatedInterpreters]), so one process runs Python on several cores.
-// [Handler.Close] ends the interpreters, except where CPython cannot do so
-// safely (see the README's notes on 3.12 and 3.13.0), where they are left
-// alive without the handler's references.
+// [Handler.Close] drops the handler's references; it ends interpreters
+// with their own GIL, but leaves a sub-interpreter that shares the GIL
+// alive, since CPython cannot end one safely while extension modules share
+// state with it (see the README).
 //
 // # Threads and the GIL
 //

@@ -224,10 +224,11 @@ const (
 	// wsgi_reload_mechanism module, and the default.
 	ReloadModule ReloadMechanism = iota
 	// ReloadInterpreter loads the app into a fresh interpreter and swaps it
-	// in; requests in flight finish on the old one, which is then ended.
-	// Everything is reloaded. CPython keeps part of an ended interpreter's
-	// memory (and on 3.12 and 3.13.0 gowsgi cannot end it at all), so this
-	// is a development tool, not a way to recycle a server.
+	// in; requests in flight finish on the old one, which is then retired.
+	// Everything is reloaded. A retired interpreter's memory is not
+	// returned (gowsgi cannot end a sub-interpreter safely; see the
+	// README), so this is a development tool, not a way to recycle a
+	// server.
 	ReloadInterpreter
 	// ReloadProcess serves the current request with the old app, adding
 	// "Refresh: 0" so a browser asks again, and calls the function given
