@@ -1228,15 +1228,14 @@ failure:
  * same way corrupted a later load (CPython gh-116510).  Such interpreters
  * are left alive without the handler's references: a leak, not a crash.
  *
- * An own-GIL interpreter refuses those modules, and is ended, except on
- * 3.13.0, where ending one corrupted memory here too (a later load read a
- * damaged source string in TestIsolatedDatetimeDecimal, about one run in
- * six; none in ten with ending off).  Py_Version is the running library's
- * version, which may differ from the headers'. */
+ * An own-GIL interpreter refuses those modules, and is ended.  (Go refuses
+ * own-GIL interpreters on 3.13.0, which corrupted memory with them.)
+ * Py_Version is the running library's version, which may differ from the
+ * headers'. */
 int gowsgi_can_end(int isolated)
 {
 #if PY_VERSION_HEX >= 0x030C0000
-	return isolated && !(Py_Version >= 0x030D0000 && Py_Version < 0x030D0100);
+	return isolated;
 #else
 	(void)isolated;
 	return 0;

@@ -77,7 +77,7 @@ int gowsgi_interp_end(gowsgi_interp *gi);
 int gowsgi_interp_threads(gowsgi_interp *gi, char **names);
 
 /* Reports whether an interpreter can be ended safely: only one with its
- * own GIL (isolated), and not on 3.13.0.  Legacy sub-interpreters share
+ * own GIL (isolated).  Legacy sub-interpreters share
  * single-phase extension modules' state with the first one that imported
  * them, so ending one breaks the others (see cpython.c).  Where it cannot,
  * gowsgi_interp_end leaves the interpreter alive without the handler's

@@ -385,6 +385,9 @@ func findPrefix() string {
 		dirs, _ := filepath.Glob(filepath.Join(home, ".pyenv", "versions", minor))
 		slices.SortFunc(dirs, func(a, b string) int { return comparePatch(b, a) })
 		for _, d := range dirs {
+			if filepath.Base(d) == "3.13.0" {
+				continue // gowsgi refuses own-GIL interpreters on 3.13.0
+			}
 			if _, err := os.Stat(filepath.Join(d, "lib", "pkgconfig", "python3-embed.pc")); err == nil {
 				return d
 			}
