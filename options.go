@@ -34,7 +34,8 @@ const (
 	MainInterpreter
 	// IsolatedInterpreters runs the app in a pool of [WithInterpreters]
 	// sub-interpreters that each have their own GIL (Python 3.12 and
-	// newer), so requests run Python in parallel within one process. Each
+	// newer; refused on 3.13.0, which corrupted memory with them), so
+	// requests run Python in parallel within one process. Each
 	// loads the app; each has its own [WithThreads] threads; a request
 	// goes to the least busy. Extension modules that are not isolated
 	// refuse to load there (NewHandler names the module).

@@ -282,6 +282,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 
+	// Signals are caught from here on, before anything announces that the
+	// server runs: a SIGHUP or SIGTERM sent at once must not kill it.
+	sigc := make(chan os.Signal, 1)
+	signal.Notify(sigc, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sigc)
+
 	// Listen first: with --reload-mechanism process, a restart hands these
 	// sockets to the new process, so no connection is refused meanwhile.
 	listeners, err := listenAll(c.binds)
@@ -289,6 +295,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "gowsgi:", err)
 		return 1
 	}
+	defer func() { // on every way out, such as an app that fails to load
+		for _, ln := range listeners {
+			ln.Close()
+		}
+	}()
 	restarting := make(chan struct{})
 	restart := func() {
 		if err := reexec(listeners, startDir); err != nil {
@@ -339,8 +350,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "gowsgi: stats on http://%s/\n", ln.Addr())
 		go http.Serve(ln, statsHandler(h))
 	}
-	sigc := make(chan os.Signal, 1)
-	signal.Notify(sigc, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	for stop := false; !stop; {
 		select {
 		case err := <-errc:

@@ -101,7 +101,7 @@ func TestBadAppExitsWithTraceback(t *testing.T) {
 	bin := gowsgiBin(t)
 	dir := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "broken.py"), []byte("import no_such_module_xyz\n"), 0o644))
-	cmd := exec.Command(bin, "--pythonpath", dir, "broken:application")
+	cmd := exec.Command(bin, "--bind", "127.0.0.1:0", "--pythonpath", dir, "broken:application")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	err := cmd.Run()
