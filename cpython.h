@@ -63,12 +63,13 @@ enum {
  * handle, or NULL with *err filled. */
 gowsgi_interp *gowsgi_interp_new(int kind, uintptr_t handler, gowsgi_error *err);
 
-/* Ends the interpreter and frees the handle: deletes every thread state this
- * file created for it on any OS thread, then calls Py_EndInterpreter for a
- * sub-interpreter.  An interpreter that still runs threads the app started,
- * or that this Python cannot end safely, is left alive without the
- * handler's references instead.  No request may be running in it.  Control
- * thread only.  Returns 1 if the interpreter was ended, 0 if left alive. */
+/* Ends the interpreter and frees the handle.  An interpreter gowsgi can end
+ * (own GIL, no thread of the app still running) first loses every thread
+ * state this file created for it on any OS thread, then Py_EndInterpreter
+ * runs.  Any other is left alive without the handler's references, its
+ * thread states kept, since freeing them under a live interpreter leaves
+ * pointers to them.  No request may be running in it.  Control thread
+ * only.  Returns 1 if the interpreter was ended, 0 if left alive. */
 int gowsgi_interp_end(gowsgi_interp *gi);
 
 /* Returns how many threads the app started are alive in the interpreter,
