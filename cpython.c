@@ -1392,7 +1392,6 @@ static void res_clear(gowsgi_result *res)
 	res->fd = -1;
 	res->filesize = 0;
 	res->length = -1;
-	res->after_headers = 0;
 }
 
 /* Reports headers into buf if start_response has set ones Go has not seen.
@@ -1426,7 +1425,6 @@ static void res_error(gowsgi_req *rq, gowsgi_result *res)
 		res->fd = -1;
 	}
 	res->state = GOWSGI_ERROR;
-	res->after_headers = rq->headers_sent;
 	err_fill(rq->gi->format_exception, &res->err);
 }
 

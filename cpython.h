@@ -131,7 +131,6 @@ typedef struct {
 				(a list or tuple of bytes), else -1 */
 	int64_t filesize;    /* GOWSGI_FILE: bytes from the offset to the end */
 	int fd;              /* GOWSGI_FILE: a new descriptor the caller closes */
-	int after_headers;   /* GOWSGI_ERROR: raised after headers were sent */
 	gowsgi_error err;    /* GOWSGI_ERROR: owned by the caller */
 
 	/* WithRequestTimeout's watch, touched only with the interpreter's
