@@ -55,10 +55,12 @@ func (s *slot) watch(ip *interp, d time.Duration) (disarm func()) {
 			wt.mu.Lock()
 			defer wt.mu.Unlock()
 			if wt.armed && wt.gen.Load() == gen && wt.inCall.Load() {
-				wt.stuck = true
-				s.h.stats.stuck.Add(1)
+				// Log before counting, so whoever sees the count
+				// also finds the line.
 				s.h.log.Error("wsgi: a timed-out request is still in C code and cannot be interrupted; its thread stays busy until it returns",
 					"method", s.r.Method, "path", s.r.URL.Path, "timeout", d)
+				wt.stuck = true
+				s.h.stats.stuck.Add(1)
 			}
 		})
 	})
@@ -72,8 +74,8 @@ func (s *slot) watch(ip *interp, d time.Duration) (disarm func()) {
 		wt.armed = false
 		if wt.stuck {
 			wt.stuck = false
-			s.h.stats.stuck.Add(-1)
 			s.h.log.Warn("wsgi: a stuck request came back", "method", s.r.Method, "path", s.r.URL.Path)
+			s.h.stats.stuck.Add(-1)
 		}
 	}
 }

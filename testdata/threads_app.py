@@ -40,7 +40,7 @@ def application(environ, start_response):
         errors = environ["wsgi.errors"]
 
         def logger():
-            while True:
+            for _ in range(25):  # outlives Close, then stops
                 errors.write("tick\n")
                 time.sleep(0.02)
         threading.Thread(target=logger, daemon=True).start()
