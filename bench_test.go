@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os/exec"
+	"path/filepath"
 	"runtime"
 	"testing"
 
@@ -51,7 +53,11 @@ func BenchmarkHello(b *testing.B) {
 }
 
 func BenchmarkHelloParallel(b *testing.B) {
-	h := benchHandler(b, testdata(b, "hello.py"))
+	benchParallel(b, benchHandler(b, testdata(b, "hello.py")))
+}
+
+// benchParallel serves GET / from GOMAXPROCS goroutines at once.
+func benchParallel(b *testing.B, h *wsgi.Handler) {
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		req := httptest.NewRequest("GET", "/", nil)
@@ -107,4 +113,35 @@ func BenchmarkHelloHTTP(b *testing.B) {
 		io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 	}
+}
+
+// BenchmarkFlask is a Flask hello view (bench/apps/flaskapp.py): how much a
+// framework request costs through the handler, against the same view
+// called in a Python loop.
+func BenchmarkFlask(b *testing.B) {
+	h := benchHandler(b, flaskBench(b))
+	req := httptest.NewRequest("GET", "/", nil)
+	w := &discardWriter{h: http.Header{}}
+	b.ReportAllocs()
+	for b.Loop() {
+		clear(w.h)
+		h.ServeHTTP(w, req)
+	}
+}
+
+// BenchmarkFlaskParallel: the same from GOMAXPROCS goroutines, which take
+// turns on the interpreter's GIL.
+func BenchmarkFlaskParallel(b *testing.B) {
+	benchParallel(b, benchHandler(b, flaskBench(b)))
+}
+
+// flaskBench is the app spec of the benchmarks' Flask view; it skips the
+// benchmark where Flask is not installed.
+func flaskBench(b *testing.B) string {
+	if exec.Command("python3", "-c", "import flask").Run() != nil {
+		b.Skip("Flask is not installed (make setup)")
+	}
+	abs, err := filepath.Abs(filepath.Join("bench", "apps", "flaskapp.py"))
+	require.NoError(b, err)
+	return abs + ":app"
 }

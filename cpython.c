@@ -1730,29 +1730,13 @@ failure:
 	return NULL;
 }
 
-void gowsgi_request_next(gowsgi_req *rq, int sent, char *buf, size_t cap,
-			 gowsgi_result *res)
-{
-	PyEval_RestoreThread(rq->ts);
-	rq->headers_sent |= sent;
-	res_clear(res);
-	if (watch_enter(rq->gi, res, 1) < 0)
-		res_error(rq, res);
-	else
-		req_advance(rq, buf, cap, res);
-	watch_leave(res);
-	PyEval_SaveThread();
-}
-
-int gowsgi_request_finish(gowsgi_req *rq, int sent, gowsgi_error *err)
+/* Closes and frees the request; the GIL is held and the watch entered.
+ * Leaves the watch, detaches and returns as gowsgi_request_finish. */
+static int req_close(gowsgi_req *rq, gowsgi_error *err)
 {
 	PyThreadState *ts = rq->ts;
 	int temp = rq->ts_temp;
 	gowsgi_result *res = rq->res;
-	PyEval_RestoreThread(ts);
-	rq->headers_sent |= sent;
-	/* close() runs even after a timeout, and may itself be interrupted. */
-	watch_enter(rq->gi, res, 0);
 	PyObject *format = rq->gi->format_exception;
 	int rc = result_close(rq);
 	if (rc < 0)
@@ -1761,4 +1745,33 @@ int gowsgi_request_finish(gowsgi_req *rq, int sent, gowsgi_error *err)
 	watch_leave(res);
 	gi_leave(ts, temp);
 	return rc;
+}
+
+int gowsgi_request_next(gowsgi_req *rq, int sent, char *buf, size_t cap,
+			gowsgi_result *res, gowsgi_error *err)
+{
+	PyEval_RestoreThread(rq->ts);
+	rq->headers_sent |= sent;
+	res_clear(res);
+	if (watch_enter(rq->gi, res, 1) < 0)
+		res_error(rq, res);
+	else
+		req_advance(rq, buf, cap, res);
+	if (res->state == GOWSGI_DONE) {
+		/* The end: close() now rather than in one more call.  A
+		 * timeout that comes during it interrupts it, as in finish. */
+		return req_close(rq, err) < 0 ? -1 : 1;
+	}
+	watch_leave(res);
+	PyEval_SaveThread();
+	return 0;
+}
+
+int gowsgi_request_finish(gowsgi_req *rq, int sent, gowsgi_error *err)
+{
+	PyEval_RestoreThread(rq->ts);
+	rq->headers_sent |= sent;
+	/* close() runs even after a timeout, and may itself be interrupted. */
+	watch_enter(rq->gi, rq->res, 0);
+	return req_close(rq, err);
 }

@@ -4,8 +4,9 @@
  * Crossing budget (checked by TestCgoCallsPerRequest and BenchmarkHello):
  *   - a response whose body is a list or tuple that fits the caller's buffer:
  *     one Go->C call (gowsgi_request_start) and nothing else;
- *   - any other response: gowsgi_request_start, one gowsgi_request_next per
- *     non-empty chunk plus one for the end, and gowsgi_request_finish;
+ *   - any other response: gowsgi_request_start and one gowsgi_request_next
+ *     per non-empty chunk plus one for the end, which also closes the
+ *     iterable; gowsgi_request_finish only when the response stops early;
  *   - one C->Go callback per wsgi.input refill, write() call or wsgi.errors
  *     line, each with the GIL released.
  *
@@ -162,10 +163,14 @@ gowsgi_req *gowsgi_request_start(gowsgi_interp *gi, const char *env,
 
 /* Advances the iterable to the next non-empty chunk (empty chunks are
  * skipped).  Reports new headers in buf the first time they are available
- * with a chunk or at the end.  Any OS thread, but the caller keeps one thread
- * for the request's life so thread-locals stay put. */
-void gowsgi_request_next(gowsgi_req *rq, int sent, char *buf, size_t cap,
-			 gowsgi_result *res);
+ * with a chunk or at the end.  At the end (state GOWSGI_DONE) it also does
+ * what gowsgi_request_finish does, in the same call, and the request is
+ * freed: it returns 1, or -1 with *err filled if close() raised.  Otherwise
+ * it returns 0 and the request stays the caller's.  Any OS thread, but the
+ * caller keeps one thread for the request's life so thread-locals stay
+ * put. */
+int gowsgi_request_next(gowsgi_req *rq, int sent, char *buf, size_t cap,
+			gowsgi_result *res, gowsgi_error *err);
 
 /* sent, on next and finish, tells C that Go has sent the headers, so a later
  * start_response with exc_info re-raises instead of replacing them. */

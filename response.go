@@ -52,6 +52,8 @@ type slot struct {
 	https    bool         // wsgi.url_scheme is https (set by packEnviron)
 	panic    any          // a panic recovered in a callback, re-raised in Go
 	werr     error        // the first error writing to the client
+	closed   bool         // request_next closed the iterable at its end
+	closeErr *PythonError // what that close() raised
 }
 
 type header struct{ name, value string }
@@ -173,8 +175,16 @@ func (s *slot) stream(rq *C.gowsgi_req) {
 			}
 		}
 		s.wt.inCall.Store(true)
-		C.gowsgi_request_next(rq, boolInt(s.committed()), s.buf, slotBufSize, res)
+		var cerr C.gowsgi_error
+		rc := C.gowsgi_request_next(rq, boolInt(s.committed()), s.buf, slotBufSize, res, &cerr)
 		s.wt.inCall.Store(false)
+		if rc != 0 {
+			// The end: C closed the iterable in the same call.
+			s.closed = true
+			if rc < 0 {
+				s.closeErr = takeError(&cerr)
+			}
+		}
 	}
 }
 
@@ -227,14 +237,19 @@ func (s *slot) committed() bool {
 	return s.hdrSent || s.wbuf != nil || s.yielded
 }
 
-// finish runs the iterable's close() and ends the request in C.
+// finish runs the iterable's close() and ends the request in C, unless
+// request_next did at the end of the iteration; it logs what close() raised.
 func (s *slot) finish(rq *C.gowsgi_req) {
-	var cerr C.gowsgi_error
-	s.wt.inCall.Store(true)
-	rc := C.gowsgi_request_finish(rq, boolInt(s.committed()), &cerr)
-	s.wt.inCall.Store(false)
-	if rc != 0 {
-		pe := takeError(&cerr)
+	pe := s.closeErr
+	if !s.closed {
+		var cerr C.gowsgi_error
+		s.wt.inCall.Store(true)
+		if C.gowsgi_request_finish(rq, boolInt(s.committed()), &cerr) != 0 {
+			pe = takeError(&cerr)
+		}
+		s.wt.inCall.Store(false)
+	}
+	if pe != nil {
 		s.h.log.ErrorContext(s.r.Context(), "wsgi: the iterable's close() raised",
 			"method", s.r.Method, "path", s.r.URL.Path,
 			"type", pe.Type, "message", pe.Message, "traceback", pe.Traceback)

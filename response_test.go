@@ -171,6 +171,20 @@ func TestResponseHTTP10(t *testing.T) {
 	assert.Contains(t, out, "Transfer-Encoding: chunked")
 }
 
+// An iterable whose close() raises once the body is complete: the client
+// has the whole response, and the log has the traceback.
+func TestCloseRaisesAfterTheBody(t *testing.T) {
+	h, sink := newHandler(t, "application")
+	srv := serve(t, h)
+	r := get(t, srv, "/close-raises?end")
+	assert.Equal(t, 200, r.status)
+	assert.Equal(t, "chunk one\nchunk two\n", r.body)
+	recs := sink.find("close() raised")
+	require.Len(t, recs, 1)
+	assert.Contains(t, recs[0]["traceback"], "boom in close")
+	assert.Equal(t, "Hello, World!", get(t, srv, "/hello").body, "the next request is served")
+}
+
 func TestCloseAlwaysRuns(t *testing.T) {
 	h, _ := newHandler(t, "application")
 	srv := serve(t, h)

@@ -248,6 +248,25 @@ func TestCgoCallsPerRequest(t *testing.T) {
 	assert.Equal(t, int64(n), calls, "cgo calls for %d list responses", n)
 }
 
+// TestCgoCallsPerStream checks the budget of an iterated response: start,
+// then one call per further chunk, and one for the end that also closes the
+// iterable. A Flask or Django response is such an iterable.
+func TestCgoCallsPerStream(t *testing.T) {
+	h, _ := newHandler(t, "application")
+	req := httptest.NewRequest("GET", "/stream?n=3", nil)
+	h.ServeHTTP(httptest.NewRecorder(), req) // warm up: thread states
+	const n = 50
+	before := runtime.NumCgoCall()
+	var rec *httptest.ResponseRecorder
+	for range n {
+		rec = httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+	}
+	calls := runtime.NumCgoCall() - before
+	assert.Equal(t, 200, rec.Code)
+	assert.Equal(t, int64(4*n), calls, "cgo calls for %d responses of 3 chunks", n)
+}
+
 // panicWriter panics on Write, as a broken middleware might.
 type panicWriter struct{ http.ResponseWriter }
 

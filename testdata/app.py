@@ -413,6 +413,22 @@ def close_marker_raise(environ, start_response):
     return CloseMarker(environ.get("QUERY_STRING", ""), chunks())
 
 
+class CloseRaises(CloseMarker):
+    """Iterable body whose close() raises after a complete iteration."""
+
+    def close(self):
+        super().close()
+        raise ValueError("boom in close")
+
+
+def close_raises(environ, start_response):
+    def chunks():
+        yield b"chunk one\n"
+        yield b"chunk two\n"
+    start_response("200 OK", [TEXT])
+    return CloseRaises(environ.get("QUERY_STRING", ""), chunks())
+
+
 def close_marker_slow(environ, start_response):
     n = int_arg(environ, "n", 100)
 
@@ -766,6 +782,7 @@ ROUTES = {
     "/cl-long": cl_long,
     "/close-marker": close_marker,
     "/close-marker-raise": close_marker_raise,
+    "/close-raises": close_raises,
     "/close-marker-slow": close_marker_slow,
     "/closed": closed,
     "/threadlocal": threadlocal,
