@@ -180,7 +180,10 @@ func WithInterpreters(n int) Option {
 // threads of a threaded WSGI server). A request holds its place from the
 // app call until the response is written, as a server thread would; the
 // rest wait in Go and give up when their request's context ends. Default 8;
-// at least 1.
+// at least 1. The default suits apps that wait on databases and services;
+// an app that spends its time in Python serves more with 1 or 2, since
+// threads taking turns on one GIL cost a hand-off per request (README,
+// Benchmarks).
 func WithThreads(n int) Option {
 	return func(o *options) error {
 		if n < 1 {
