@@ -35,6 +35,7 @@ type slot struct {
 	env envBuf
 	out []byte // WithOutputBuffering's buffer, kept for the next request
 	wt  *watch // WithRequestTimeout
+	fl  *flusher
 
 	w        http.ResponseWriter
 	r        *http.Request
@@ -54,6 +55,8 @@ type slot struct {
 	werr     error        // the first error writing to the client
 	closed   bool         // request_next closed the iterable at its end
 	closeErr *PythonError // what that close() raised
+	chunks   int          // chunks the app yielded so far
+	async    bool         // chunks go through s.fl
 }
 
 type header struct{ name, value string }
@@ -61,6 +64,7 @@ type header struct{ name, value string }
 func (s *slot) init(h *Handler, m *member, idx int) {
 	s.h, s.m, s.idx = h, m, idx
 	s.wt = new(watch)
+	s.fl = new(flusher)
 	s.res = (*C.gowsgi_result)(C.calloc(1, C.sizeof_gowsgi_result))
 	s.buf = (*C.char)(C.malloc(slotBufSize))
 }
@@ -76,7 +80,7 @@ func (s *slot) reset() {
 		s.wbuf.Close()
 	}
 	*s = slot{h: s.h, m: s.m, idx: s.idx, res: s.res, buf: s.buf, env: s.env[:0],
-		out: s.out[:0], pending: s.pending[:0], wt: s.wt}
+		out: s.out[:0], pending: s.pending[:0], wt: s.wt, fl: s.fl}
 	if cap(s.env) > 1<<20 {
 		s.env = nil // one huge request should not pin its buffer
 	}
@@ -114,6 +118,7 @@ func (s *slot) serve(ip *interp) {
 		return
 	}
 	defer runtime.UnlockOSThread()
+	defer s.endAsync()
 	defer s.finish(rq)
 	s.stream(rq)
 }
@@ -192,9 +197,16 @@ func (s *slot) stream(rq *C.gowsgi_req) {
 // known. With WithOutputBuffering it gathers chunks instead.
 func (s *slot) chunk(p []byte, length int64) error {
 	s.yielded = true
+	s.chunks++
 	if !s.h.opts.outputBuffering {
 		if err := s.commit(length); err != nil {
 			return err
+		}
+		if s.chunks == 2 && s.rw == nil && !s.stop && s.werr == nil {
+			// A stream: from now on chunks are sent while the app
+			// produces the next (see flusher).
+			s.async = true
+			s.fl.start(s.w)
 		}
 		s.write(p)
 		s.flush()
@@ -253,6 +265,20 @@ func (s *slot) finish(rq *C.gowsgi_req) {
 		s.h.log.ErrorContext(s.r.Context(), "wsgi: the iterable's close() raised",
 			"method", s.r.Method, "path", s.r.URL.Path,
 			"type", pe.Type, "message", pe.Message, "traceback", pe.Traceback)
+	}
+}
+
+// endAsync waits until the flusher, if the response used one, has sent
+// everything, and hands the ResponseWriter back to the slot.
+func (s *slot) endAsync() {
+	if !s.async {
+		return
+	}
+	s.async = false
+	err := s.fl.wait()
+	s.fl.release()
+	if err != nil && s.werr == nil {
+		s.werr = err
 	}
 }
 
@@ -407,6 +433,8 @@ func (s *slot) write(p []byte) {
 	if s.rw != nil {
 		_, err = s.rw.Write(p)
 		s.stop = s.stop || s.rw.done()
+	} else if s.async {
+		err = s.fl.send(p)
 	} else {
 		_, err = s.w.Write(p)
 	}
@@ -418,7 +446,7 @@ func (s *slot) write(p []byte) {
 // flush pushes a streamed chunk to the client before the next is asked
 // for, as PEP 3333 requires of a gateway.
 func (s *slot) flush() {
-	if s.werr == nil {
+	if s.werr == nil && !s.async { // a flusher flushes what it writes
 		if err := http.NewResponseController(s.w).Flush(); err != nil && !errors.Is(err, http.ErrNotSupported) {
 			s.werr = err
 		}

@@ -284,14 +284,16 @@ func TestStreamFlushesEachChunk(t *testing.T) {
 	resp, err := srv.Client().Get(srv.URL + "/wait-stream?key=flush")
 	require.NoError(t, err)
 	defer resp.Body.Close()
-	// The app waits after its first chunk until /release: the chunk must
-	// reach the client before the gateway asks for the next (PEP 3333).
-	line := make([]byte, len("first\n"))
-	_, err = io.ReadFull(resp.Body, line)
+	// The app waits after its second chunk until /release: both chunks
+	// must reach the client while it waits (PEP 3333). The first is sent
+	// before the next is asked for, the second by the flusher while the
+	// app runs.
+	lines := make([]byte, len("first\nsecond\n"))
+	_, err = io.ReadFull(resp.Body, lines)
 	require.NoError(t, err)
-	assert.Equal(t, "first\n", string(line))
+	assert.Equal(t, "first\nsecond\n", string(lines))
 	get(t, srv, "/release?key=flush")
 	rest, err := io.ReadAll(resp.Body)
 	require.NoError(t, err)
-	assert.Equal(t, "second\n", string(rest))
+	assert.Equal(t, "third\n", string(rest))
 }

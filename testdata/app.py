@@ -569,14 +569,15 @@ def event(environ):
 
 
 def wait_stream(environ, start_response):
-    """Yields one chunk, then waits (GIL released) until /release?key=."""
+    """Yields two chunks, then waits (GIL released) until /release?key=."""
     ev = event(environ)
     start_response("200 OK", [TEXT])
 
     def chunks():
         yield b"first\n"
-        ev.wait(30)
         yield b"second\n"
+        ev.wait(30)
+        yield b"third\n"
     return chunks()
 
 
@@ -617,6 +618,18 @@ def stream_cl(environ, start_response):
     def chunks():
         for i in range(n):
             step(environ, i + 1)
+            yield bytes([ord("a") + i % 26]) * size
+    return chunks()
+
+
+def stream_sizes(environ, start_response):
+    """A generator of chunks of the ?sizes= given (comma-separated), chunk
+    i filled with the letter chr(ord('a') + i % 26); no Content-Length."""
+    sizes = [int(n) for n in query(environ)["sizes"].split(",")]
+    start_response("200 OK", [OCTET])
+
+    def chunks():
+        for i, size in enumerate(sizes):
             yield bytes([ord("a") + i % 26]) * size
     return chunks()
 
@@ -804,6 +817,7 @@ ROUTES = {
     "/read-errors": read_errors,
     "/spawn-thread": spawn_thread,
     "/stream-cl": stream_cl,
+    "/stream-sizes": stream_sizes,
     "/gen-empty-first": gen_empty_first,
     "/steps": steps,
     "/write-then-raise": write_then_raise,

@@ -1,0 +1,172 @@
+package wsgi_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/gowsgi/wsgi"
+)
+
+// gateWriter is a ResponseWriter whose write number holdAt does not return
+// until the test opens the gate, as a client that stops reading would make
+// it; write number panicAt panics. It counts the writes.
+type gateWriter struct {
+	*httptest.ResponseRecorder
+	holdAt, panicAt int
+	held, open      chan struct{}
+
+	mu     sync.Mutex
+	writes int
+	once   sync.Once
+}
+
+// release opens the gate; a test defers it so that a failure does not
+// leave the request held.
+func (g *gateWriter) release() { g.once.Do(func() { close(g.open) }) }
+
+func newGateWriter(holdAt, panicAt int) *gateWriter {
+	return &gateWriter{ResponseRecorder: httptest.NewRecorder(), holdAt: holdAt, panicAt: panicAt,
+		held: make(chan struct{}), open: make(chan struct{})}
+}
+
+func (g *gateWriter) Write(p []byte) (int, error) {
+	g.mu.Lock()
+	g.writes++
+	n := g.writes
+	g.mu.Unlock()
+	if n == g.panicAt {
+		panic("writer exploded")
+	}
+	if n == g.holdAt {
+		close(g.held)
+		<-g.open
+	}
+	return g.ResponseRecorder.Write(p)
+}
+
+func (g *gateWriter) count() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.writes
+}
+
+// stepsOf reads how far the test app's generator for key has got.
+func stepsOf(t *testing.T, h http.Handler, key string) int {
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/steps", nil))
+	var steps map[string]int
+	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &steps))
+	return steps[key]
+}
+
+// streamBody is what /stream-cl sends for n chunks of size bytes.
+func streamBody(n, size int) string {
+	var sb strings.Builder
+	for i := range n {
+		sb.WriteString(strings.Repeat(string(rune('a'+i%26)), size))
+	}
+	return sb.String()
+}
+
+// serveAsync runs one request through h on its own goroutine; the channel
+// is closed when ServeHTTP returns.
+func serveAsync(h http.Handler, w http.ResponseWriter, target string) chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		h.ServeHTTP(w, httptest.NewRequest("GET", target, nil))
+	}()
+	return done
+}
+
+func waitClosed(t *testing.T, c chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-c:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("timed out waiting for %s", what)
+	}
+}
+
+// While the client is slow to take a chunk, the app goes on producing and
+// the chunks it yields in the meantime leave in one write.
+func TestStreamBatchesChunksWhileSending(t *testing.T) {
+	h, _ := newHandler(t, "application", wsgi.WithThreads(2))
+	gw := newGateWriter(2, 0) // the first write from the flusher holds
+	defer gw.release()
+	done := serveAsync(h, gw, "/stream-cl?n=10&size=1024&key=batch")
+	waitClosed(t, gw.held, "the second chunk's write")
+	eventually(t, func() bool { return stepsOf(t, h, "batch") == 10 },
+		"the app produced every chunk while the client was not taking them")
+	gw.release()
+	waitClosed(t, done, "the response")
+	assert.Equal(t, streamBody(10, 1024), gw.Body.String())
+	// The first chunk goes out before the app is asked for the next; the
+	// other nine leave in at most two writes: what was queued when the
+	// flusher started (the held write), then the rest.
+	assert.LessOrEqual(t, gw.count(), 3, "writes for 10 chunks")
+}
+
+// A client that takes nothing holds the app back once a bounded amount
+// is queued: a fast generator does not fill memory.
+func TestStreamQueueIsBounded(t *testing.T) {
+	h, _ := newHandler(t, "application", wsgi.WithThreads(2))
+	gw := newGateWriter(2, 0)
+	defer gw.release()
+	const n = 1000 // 1000 KiB in all
+	done := serveAsync(h, gw, fmt.Sprintf("/stream-cl?n=%d&size=1024&key=bounded", n))
+	waitClosed(t, gw.held, "the second chunk's write")
+	eventually(t, func() bool { return stepsOf(t, h, "bounded") >= 66 }, "the queue fills")
+	time.Sleep(100 * time.Millisecond) // room for the generator to run on, were it not held
+	// One chunk sent, at most 64 KiB in the held write and as much queued,
+	// one chunk waiting for room.
+	assert.LessOrEqual(t, stepsOf(t, h, "bounded"), 130, "generator steps while the client takes nothing")
+	gw.release()
+	waitClosed(t, done, "the response")
+	assert.Equal(t, streamBody(n, 1024), gw.Body.String())
+	assert.Equal(t, n, stepsOf(t, h, "bounded"))
+}
+
+// A ResponseWriter that panics while the flusher writes: the panic comes
+// back on the request's goroutine, as from a synchronous write, and the
+// process and the handler live on.
+func TestStreamWriterPanicsInFlusher(t *testing.T) {
+	h, _ := newHandler(t, "application", wsgi.WithThreads(1))
+	func() {
+		defer func() {
+			assert.Equal(t, "writer exploded", fmt.Sprint(recover()))
+		}()
+		h.ServeHTTP(newGateWriter(0, 2), httptest.NewRequest("GET", "/stream?n=5", nil))
+	}()
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/hello", nil))
+	assert.Equal(t, "Hello, World!", rec.Body.String())
+}
+
+// Chunks of 16 KiB and more are written from the Python object, after
+// the small ones queued before them.
+func TestStreamMixedChunkSizes(t *testing.T) {
+	h, _ := newHandler(t, "validated")
+	srv := serve(t, h)
+	sizes := []int{1, 1000, 3, 16 << 10, 7, 9, 100 << 10, 5, 64 << 10, 2, 70 << 10, 1}
+	var want strings.Builder
+	var list []string
+	for i, n := range sizes {
+		want.WriteString(strings.Repeat(string(rune('a'+i)), n))
+		list = append(list, fmt.Sprint(n))
+	}
+	for range 5 {
+		r := get(t, srv, "/stream-sizes?sizes="+strings.Join(list, ","))
+		require.Equal(t, 200, r.status)
+		require.Equal(t, want.String(), r.body)
+	}
+}
