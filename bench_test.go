@@ -91,11 +91,13 @@ func BenchmarkEcho64K(b *testing.B) {
 	w := &discardWriter{h: http.Header{}}
 	b.ReportAllocs()
 	b.SetBytes(int64(len(body)))
+	before := runtime.NumCgoCall()
 	for b.Loop() {
 		req := httptest.NewRequest("POST", "/echo", bytes.NewReader(body))
 		clear(w.h)
 		h.ServeHTTP(w, req)
 	}
+	reportCgo(b, before)
 }
 
 // BenchmarkHelloHTTP is the hello request over loopback HTTP, for scale.

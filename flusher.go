@@ -4,13 +4,14 @@ import (
 	"errors"
 	"net/http"
 	"sync"
+	"time"
 )
 
 // PEP 3333 lets a gateway either send each block before it asks for the
 // next or "guarantee that [it] will continue transmission even while the
 // application is producing its next block". A flusher does the second:
-// from a generator's second chunk on, the request goroutine copies each
-// chunk into a queue and goes back to Python at once, while a goroutine of
+// after the body's first chunk, if sending it took asyncMinSend or more, the
+// request goroutine copies each chunk into a queue and goes back to Python at once, while a goroutine of
 // the flusher writes and flushes what is queued. A chunk that finds the
 // writer idle goes out as soon as it is queued; chunks the app yields while
 // a write is under way leave together in the next one. A generator of small
@@ -36,6 +37,11 @@ const (
 	// request goroutine waits for the queue to empty and writes the chunk
 	// itself, straight from the Python object.
 	flushDirectMin = 16 << 10
+	// asyncMinSend is how long the first chunk's write and flush must
+	// take for the rest of a stream to go through a flusher: writes that
+	// end in a system call take longer, writes to memory (a recorder, a
+	// buffering middleware) less, and gain nothing from another goroutine.
+	asyncMinSend = 2 * time.Microsecond
 )
 
 // start makes the flusher send to w. It is idle and empty when called.

@@ -16,9 +16,10 @@ import (
 	"github.com/gowsgi/wsgi"
 )
 
-// gateWriter is a ResponseWriter whose write number holdAt does not return
-// until the test opens the gate, as a client that stops reading would make
-// it; write number panicAt panics. It counts the writes.
+// gateWriter is a ResponseWriter whose first write takes a millisecond, as
+// one to a socket takes some; write number holdAt does not return until the
+// test opens the gate, as a client that stops reading would make it; write
+// number panicAt panics. It counts the writes.
 type gateWriter struct {
 	*httptest.ResponseRecorder
 	holdAt, panicAt int
@@ -43,6 +44,10 @@ func (g *gateWriter) Write(p []byte) (int, error) {
 	g.writes++
 	n := g.writes
 	g.mu.Unlock()
+	if n == 1 {
+		// As slow as a write to a socket: worth a flusher.
+		time.Sleep(time.Millisecond)
+	}
 	if n == g.panicAt {
 		panic("writer exploded")
 	}
@@ -170,3 +175,4 @@ func TestStreamMixedChunkSizes(t *testing.T) {
 		require.Equal(t, want.String(), r.body)
 	}
 }
+

@@ -15,6 +15,7 @@ import (
 	"os"
 	"runtime"
 	"strconv"
+	"time"
 	"unsafe"
 )
 
@@ -55,7 +56,8 @@ type slot struct {
 	werr     error        // the first error writing to the client
 	closed   bool         // request_next closed the iterable at its end
 	closeErr *PythonError // what that close() raised
-	chunks   int          // chunks the app yielded so far
+	timed    bool         // the first chunk's send was timed
+	slowSend bool         // and took asyncMinSend or more
 	async    bool         // chunks go through s.fl
 }
 
@@ -197,19 +199,30 @@ func (s *slot) stream(rq *C.gowsgi_req) {
 // known. With WithOutputBuffering it gathers chunks instead.
 func (s *slot) chunk(p []byte, length int64) error {
 	s.yielded = true
-	s.chunks++
 	if !s.h.opts.outputBuffering {
 		if err := s.commit(length); err != nil {
 			return err
 		}
-		if s.chunks == 2 && s.rw == nil && !s.stop && s.werr == nil {
-			// A stream: from now on chunks are sent while the app
-			// produces the next (see flusher).
+		if !s.async && s.slowSend && s.rw == nil && !s.stop && s.werr == nil {
+			// A stream whose sending costs: from now on chunks are
+			// sent while the app produces the next (see flusher).
 			s.async = true
 			s.fl.start(s.w)
 		}
+		if s.async || s.timed || len(p) == 0 {
+			s.write(p)
+			s.flush()
+			return nil
+		}
+		// The body's first bytes: how long they take to send tells
+		// whether a flusher would pay. Handing chunks to another
+		// goroutine costs about a microsecond each; a write that reaches
+		// a socket costs several, one to a recorder or buffer a tenth.
+		t0 := time.Now()
 		s.write(p)
 		s.flush()
+		s.timed = true
+		s.slowSend = time.Since(t0) >= asyncMinSend
 		return nil
 	}
 	s.out = append(s.out, p...)

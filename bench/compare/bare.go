@@ -65,8 +65,10 @@ func serveBare(addr string) {
 		w.Write(body)
 	})
 	mux.HandleFunc("/stream", func(w http.ResponseWriter, r *http.Request) {
-		// No Content-Length, one flush per chunk: chunked encoding, as a
-		// WSGI generator gets from gowsgi.
+		// No Content-Length, one flush per chunk: chunked encoding, the
+		// plain way to stream from a Go handler. gowsgi sends a
+		// generator's chunks while it produces the next, so chunks
+		// yielded during a write leave together: it can pass this.
 		w.Header().Set("Content-Type", "application/octet-stream")
 		f := w.(http.Flusher)
 		for range 100 {
