@@ -32,12 +32,15 @@ func go_input_read(handle C.uintptr_t, idx C.int, gen C.uint64_t, buf *C.char, n
 	// The read may block on the client for long: not under the slot's
 	// lock, so the request can end meanwhile (an app thread may read
 	// after the response); the body stays the old request's.
-	body := s.r.Body
+	body, readErr := s.r.Body, s.readErr
 	done()
 	defer recoverInto(&s.panic, &got, msg, msgcap)
 	p := cbytes(buf, n)
 	for {
-		k, err := body.Read(p)
+		k, err := 0, readErr
+		if err == nil {
+			k, err = body.Read(p)
+		}
 		if k > 0 {
 			return C.longlong(k)
 		}

@@ -434,6 +434,8 @@ static PyObject *input_read(gowsgi_req *rq, PyObject *const *args, Py_ssize_t na
 static PyObject *input_read_n(gowsgi_req *rq, Py_ssize_t size)
 {
 	size_t buffered = rq->ilen - rq->ipos;
+	if (rq->ieof && (size < 0 || (size_t)size > buffered))
+		size = (Py_ssize_t)buffered; /* all there is */
 	if (size >= 0 && (size_t)size <= buffered) {
 		PyObject *b = PyBytes_FromStringAndSize(rq->ibuf + rq->ipos, size);
 		if (b)
@@ -1647,7 +1649,7 @@ void gowsgi_request_interrupt(gowsgi_interp *gi, gowsgi_result *res)
 
 gowsgi_req *gowsgi_request_start(gowsgi_interp *gi, const char *envp, size_t envlen,
 				 int flags, uintptr_t handler, int slot, uint64_t gen,
-				 char *buf, size_t cap, gowsgi_result *res)
+				 char *buf, size_t cap, size_t bodylen, gowsgi_result *res)
 {
 	int temp;
 	PyObject *env = NULL, *sr = NULL, *result = NULL;
@@ -1672,6 +1674,22 @@ gowsgi_req *gowsgi_request_start(gowsgi_interp *gi, const char *envp, size_t env
 	rq->ts = ts;
 	rq->ts_temp = temp;
 	rq->flags = flags;
+	if (bodylen > 0) {
+		/* The body Go read ahead, moved out of buf, which the response
+		 * may fill. */
+		if (bodylen > cap)
+			bodylen = cap;
+		rq->icap = bodylen > IBUF_SIZE ? bodylen : IBUF_SIZE;
+		rq->ibuf = PyMem_RawMalloc(rq->icap);
+		if (rq->ibuf == NULL) {
+			rq->icap = 0;
+			PyErr_NoMemory();
+			goto failure;
+		}
+		memcpy(rq->ibuf, buf, bodylen);
+		rq->ilen = bodylen;
+	}
+	rq->ieof = (flags & GOWSGI_BODY_EOF) != 0;
 
 	env = environ_build(gi, envp, envlen, flags);
 	if (env == NULL || PyDict_SetItem(env, gi->key_input, (PyObject *)rq) < 0)

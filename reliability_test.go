@@ -3,7 +3,7 @@ package wsgi_test
 import (
 	"context"
 	"expvar"
-	"io"
+	"fmt"
 	"net"
 	"net/http"
 	"net/url"
@@ -135,21 +135,41 @@ func TestHostileApps(t *testing.T) {
 }
 
 // TestClientLeavesDuringRead: read() raises an OSError in the app when the
-// client goes away mid-body.
+// client goes away mid-body: a body read as the app asks, and one that fits
+// the slot's buffer, read before the app runs, where the error waits for
+// the app's read.
 func TestClientLeavesDuringRead(t *testing.T) {
+	for _, length := range []int{1000000, 100} {
+		h, _ := newHandler(t, "application")
+		srv := serve(t, h)
+		conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+		require.NoError(t, err)
+		fmt.Fprintf(conn, "POST /read-catch HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\npartial body", length)
+		time.Sleep(50 * time.Millisecond)
+		conn.Close()
+		var errs []map[string]any
+		eventually(t, func() bool {
+			getJSON(t, srv, "/read-errors", &errs)
+			return len(errs) == 1
+		}, "the app never saw the read fail")
+		assert.Equal(t, true, errs[0]["oserror"], "Content-Length %d: read() raises an OSError-family exception: %v", length, errs[0])
+	}
+}
+
+// A body sent after "Expect: 100-continue" is the app's to ask for: an app
+// that answers without reading it gets its response out, and the client
+// never hears "100 Continue".
+func TestExpectContinueLeftToTheApp(t *testing.T) {
 	h, _ := newHandler(t, "application")
 	srv := serve(t, h)
-	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
-	require.NoError(t, err)
-	io.WriteString(conn, "POST /read-catch HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\npartial body")
-	time.Sleep(50 * time.Millisecond)
-	conn.Close()
-	var errs []map[string]any
-	eventually(t, func() bool {
-		getJSON(t, srv, "/read-errors", &errs)
-		return len(errs) == 1
-	}, "the app never saw the read fail")
-	assert.Equal(t, true, errs[0]["oserror"], "read() raises an OSError-family exception: %v", errs[0])
+	out := raw(t, srv, "POST /hello HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 10\r\nConnection: close\r\n\r\n")
+	assert.True(t, strings.HasPrefix(out, "HTTP/1.1 200 OK\r\n"), "the response, at once: %q", out)
+	assert.NotContains(t, out, "100 Continue")
+	assert.Contains(t, out, "Hello, World!")
+
+	// An app that reads gets the body once the client is told to send it.
+	r := do(t, srv, "POST", "/echo", strings.NewReader("0123456789"), "Expect", "100-continue")
+	assert.Equal(t, "0123456789", r.body)
 }
 
 func TestTrustedProxies(t *testing.T) {
