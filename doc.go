@@ -52,8 +52,11 @@
 //  2. Pack the environ into one buffer (CGI keys, HTTP_* keys).
 //  3. One cgo call builds the environ dict, calls the app, checks what it
 //     passed to start_response and, for a list or tuple, copies the body.
-//  4. Headers go out with the first non-empty chunk, or at the end; each
-//     chunk is flushed before the next is asked for.
+//  4. Headers go out with the first non-empty chunk, or at the end. The
+//     first chunk is flushed before the next is asked for; when a socket
+//     makes that slow, later chunks are sent by another goroutine while
+//     the app produces the next, and chunks yielded during a write leave
+//     together in one.
 //  5. The iterable's close() runs, whatever happened.
 //
 // # Errors

@@ -175,4 +175,3 @@ func TestStreamMixedChunkSizes(t *testing.T) {
 		require.Equal(t, want.String(), r.body)
 	}
 }
-
