@@ -1,0 +1,5 @@
+"""An app that cannot load: it fails while its module is imported."""
+
+SETTINGS = {"debug": True}
+
+application = SETTINGS["missing"]
