@@ -32,7 +32,7 @@ func go_input_read(handle C.uintptr_t, idx C.int, gen C.uint64_t, buf *C.char, n
 	// The read may block on the client for long: not under the slot's
 	// lock, so the request can end meanwhile (an app thread may read
 	// after the response); the body stays the old request's.
-	body, readErr := s.r.Body, s.readErr
+	body, readErr := s.r.Body, s.early.err
 	done()
 	defer recoverInto(&s.panic, &got, msg, msgcap)
 	p := cbytes(buf, n)
@@ -85,8 +85,10 @@ func go_write(handle C.uintptr_t, idx C.int, gen C.uint64_t, hdr *C.char, hdrlen
 	if hdr != nil {
 		s.parseHeaders(cbytes(hdr, hdrlen), int(statuslen), int(status))
 	}
-	if s.h.opts.writeBuffering {
+	if s.h.opts.writeBuffering && !s.hdrSent {
 		// Kept until the app returns; commit sends it with the headers.
+		// Once they are out (a generator's chunk went first), a write
+		// goes out in its place among the chunks.
 		if s.wbuf == nil {
 			s.wbuf = newSpillBuffer(s.h.opts.bufferSize, s.h.opts.tempPath)
 		}

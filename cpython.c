@@ -1649,7 +1649,8 @@ void gowsgi_request_interrupt(gowsgi_interp *gi, gowsgi_result *res)
 
 gowsgi_req *gowsgi_request_start(gowsgi_interp *gi, const char *envp, size_t envlen,
 				 int flags, uintptr_t handler, int slot, uint64_t gen,
-				 char *buf, size_t cap, size_t bodylen, gowsgi_result *res)
+				 char *buf, size_t cap, const char *body, size_t bodylen,
+				 gowsgi_result *res)
 {
 	int temp;
 	PyObject *env = NULL, *sr = NULL, *result = NULL;
@@ -1675,10 +1676,7 @@ gowsgi_req *gowsgi_request_start(gowsgi_interp *gi, const char *envp, size_t env
 	rq->ts_temp = temp;
 	rq->flags = flags;
 	if (bodylen > 0) {
-		/* The body Go read ahead, moved out of buf, which the response
-		 * may fill. */
-		if (bodylen > cap)
-			bodylen = cap;
+		/* The body Go read early: copied, as it is only borrowed. */
 		rq->icap = bodylen > IBUF_SIZE ? bodylen : IBUF_SIZE;
 		rq->ibuf = PyMem_RawMalloc(rq->icap);
 		if (rq->ibuf == NULL) {
@@ -1686,7 +1684,7 @@ gowsgi_req *gowsgi_request_start(gowsgi_interp *gi, const char *envp, size_t env
 			PyErr_NoMemory();
 			goto failure;
 		}
-		memcpy(rq->ibuf, buf, bodylen);
+		memcpy(rq->ibuf, body, bodylen);
 		rq->ilen = bodylen;
 	}
 	rq->ieof = (flags & GOWSGI_BODY_EOF) != 0;

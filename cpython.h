@@ -147,23 +147,25 @@ enum {
 	GOWSGI_HTTPS = 1,
 	GOWSGI_HEAD = 2,             /* the request is a HEAD */
 	GOWSGI_OPTIMIZE_HEADERS = 4, /* wsgi_optimize_send_headers */
-	GOWSGI_BODY_EOF = 8,         /* the body ends after the bodylen bytes given */
+	GOWSGI_BODY_EOF = 8,         /* the body ends after the body bytes given */
 };
 
 /* Calls the app.  env is the packed environ (see environ.go), borrowed for
  * the call.  handler/slot/gen identify the Go request for callbacks; Go
  * refuses a callback whose gen is not the slot's current one.  buf/cap is
- * the caller's buffer, borrowed for the call.  Its first bodylen bytes
- * (at most cap) are the start of the request body, read by Go before the
- * call; wsgi.input serves them before it calls back for more, and never
- * calls back when flags has GOWSGI_BODY_EOF.  Returns the request, which the
+ * the caller's buffer, borrowed for the call.  body/bodylen, borrowed for
+ * the call, is the start of the request body, read by Go before the call
+ * (body may be NULL when bodylen is 0); wsgi.input serves it before it
+ * calls back for more, and never calls back when flags has
+ * GOWSGI_BODY_EOF.  Returns the request, which the
  * caller must end with gowsgi_request_finish unless it is NULL; it is NULL
  * when the whole response was written into buf (state GOWSGI_DONE with
  * hdrlen/bodylen set) or the call failed before headers (GOWSGI_ERROR). */
 gowsgi_req *gowsgi_request_start(gowsgi_interp *gi, const char *env,
 				 size_t envlen, int flags, uintptr_t handler,
 				 int slot, uint64_t gen, char *buf, size_t cap,
-				 size_t bodylen, gowsgi_result *res);
+				 const char *body, size_t bodylen,
+				 gowsgi_result *res);
 
 /* Advances the iterable to the next non-empty chunk (empty chunks are
  * skipped).  Reports new headers in buf the first time they are available

@@ -84,13 +84,24 @@ func (f *flusher) send(p []byte) error {
 
 // run writes and flushes the queue until it is empty.
 func (f *flusher) run() {
+	finished := false
 	defer func() {
-		if p := recover(); p != nil {
-			f.mu.Lock()
-			f.pnc = p
-			f.stopLocked()
-			f.mu.Unlock()
+		if finished {
+			return
 		}
+		// The ResponseWriter panicked, or called runtime.Goexit (a test's
+		// writer calling t.FailNow, say), which recover does not see.
+		p := recover()
+		if p == nil {
+			p = errors.New("wsgi: the ResponseWriter ended its goroutine (runtime.Goexit) while the flusher wrote")
+		}
+		f.mu.Lock()
+		f.pnc = p
+		// The batch being written was taken from buf: drop both, so the
+		// two never share an array when the slot streams again.
+		f.buf, f.next = nil, nil
+		f.stopLocked()
+		f.mu.Unlock()
 	}()
 	f.mu.Lock()
 	for len(f.buf) > 0 && f.err == nil {
@@ -107,6 +118,7 @@ func (f *flusher) run() {
 	}
 	f.stopLocked()
 	f.mu.Unlock()
+	finished = true
 }
 
 func (f *flusher) stopLocked() {

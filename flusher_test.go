@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -23,6 +24,7 @@ import (
 type gateWriter struct {
 	*httptest.ResponseRecorder
 	holdAt, panicAt int
+	exitAt          int // this write calls runtime.Goexit
 	held, open      chan struct{}
 
 	mu     sync.Mutex
@@ -50,6 +52,9 @@ func (g *gateWriter) Write(p []byte) (int, error) {
 	}
 	if n == g.panicAt {
 		panic("writer exploded")
+	}
+	if n == g.exitAt {
+		runtime.Goexit()
 	}
 	if n == g.holdAt {
 		close(g.held)
@@ -152,6 +157,67 @@ func TestStreamWriterPanicsInFlusher(t *testing.T) {
 		}()
 		h.ServeHTTP(newGateWriter(0, 2), httptest.NewRequest("GET", "/stream?n=5", nil))
 	}()
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/hello", nil))
+	assert.Equal(t, "Hello, World!", rec.Body.String())
+}
+
+// serveRecover runs one request on its own goroutine and returns what
+// ServeHTTP panicked with, or nil.
+func serveRecover(t *testing.T, h http.Handler, w http.ResponseWriter, target string, waiting func()) (p any) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer func() { p = recover() }()
+		h.ServeHTTP(w, httptest.NewRequest("GET", target, nil))
+	}()
+	if waiting != nil {
+		waiting()
+	}
+	waitClosed(t, done, "the response")
+	return p
+}
+
+// A ResponseWriter that panics in the flusher's second write leaves the
+// slot's buffers apart: the next stream on the slot sends its own bytes.
+func TestStreamAfterWriterPanic(t *testing.T) {
+	// Two slots, taken last-freed first: the streams share one, the
+	// polls of /steps run in the other.
+	h, _ := newHandler(t, "application", wsgi.WithThreads(2))
+	gw := newGateWriter(2, 3)
+	defer gw.release()
+	// 200 KiB: the flusher writes at most the 64 KiB queued at a time, so
+	// a third write comes.
+	p := serveRecover(t, h, gw, "/stream-cl?n=200&size=1024&key=first", func() {
+		waitClosed(t, gw.held, "the second chunk's write")
+		eventually(t, func() bool { return stepsOf(t, h, "first") >= 66 }, "the queue fills")
+		gw.release()
+	})
+	assert.Equal(t, "writer exploded", fmt.Sprint(p))
+
+	for range 3 {
+		gw := newGateWriter(2, 0)
+		// More than the queue holds: chunks are queued while the held
+		// write sends the batch before them.
+		p := serveRecover(t, h, gw, "/stream-cl?n=100&size=1024&key=next", func() {
+			waitClosed(t, gw.held, "the second chunk's write")
+			eventually(t, func() bool { return stepsOf(t, h, "next") >= 66 }, "the queue fills")
+			gw.release()
+		})
+		require.Nil(t, p)
+		require.Equal(t, streamBody(100, 1024), gw.Body.String())
+	}
+}
+
+// A ResponseWriter that calls runtime.Goexit in the flusher's goroutine
+// (a test's writer calling t.FailNow) does not leave the request waiting
+// for it forever: the request ends with a panic, the slot comes back.
+func TestStreamWriterGoexitInFlusher(t *testing.T) {
+	h, _ := newHandler(t, "application", wsgi.WithThreads(1))
+	gw := newGateWriter(0, 0)
+	gw.exitAt = 2
+	p := serveRecover(t, h, gw, "/stream?n=5", nil)
+	assert.Contains(t, fmt.Sprint(p), "runtime.Goexit")
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest("GET", "/hello", nil))
 	assert.Equal(t, "Hello, World!", rec.Body.String())

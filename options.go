@@ -178,7 +178,8 @@ func WithInterpreters(n int) Option {
 
 // WithThreads sets how many requests may be inside the app at once (the
 // threads of a threaded WSGI server). A request holds its place from the
-// app call until the response is written, as a server thread would; the
+// app call until the response is written, as a server thread would (a
+// small body is read before, see the README); the
 // rest wait in Go and give up when their request's context ends. Default 8;
 // at least 1. The default suits apps that wait on databases and services;
 // an app that spends its time in Python serves more with 1 or 2, since

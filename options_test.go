@@ -379,6 +379,11 @@ func TestWithWriteBuffering(t *testing.T) {
 	r = get(t, srv, "/write-then-raise")
 	assert.Equal(t, 500, r.status, "nothing went out before the error, so it is a clean 500")
 
+	// Once the headers are out there is nothing to send with them: a
+	// write() then goes out in its place among the chunks.
+	r = get(t, srv, "/write-mid-stream")
+	assert.Equal(t, "yielded, written, yielded", r.body)
+
 	var files []string
 	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err == nil && !d.IsDir() {

@@ -51,7 +51,7 @@ type slot struct {
 	stop     bool         // no more body is wanted
 	yielded  bool         // the app yielded a non-empty chunk (maybe still buffered)
 	tooLarge bool         // the body passed WithMaxRequestBody
-	readErr  error        // what readAhead met, for the app's next read
+	early    earlyBody    // the body's start, read before the slot was taken
 	https    bool         // wsgi.url_scheme is https (set by packEnviron)
 	panic    any          // a panic recovered in a callback, re-raised in Go
 	werr     error        // the first error writing to the client
@@ -105,7 +105,14 @@ func (s *slot) serve(ip *interp) {
 		flags |= C.GOWSGI_OPTIMIZE_HEADERS
 	}
 
-	bodylen := s.readAhead(&flags)
+	var body *C.char
+	e := &s.early
+	if e.eof {
+		flags |= C.GOWSGI_BODY_EOF
+	}
+	if e.n > 0 {
+		body = (*C.char)(unsafe.Pointer(&(*e.buf)[0])) // copied by C in the call
+	}
 
 	// Locked before the first call so that, if the response needs more
 	// calls, they all run on this thread's thread state and the app's
@@ -114,7 +121,7 @@ func (s *slot) serve(ip *interp) {
 	runtime.LockOSThread()
 	s.wt.inCall.Store(true)
 	rq := C.gowsgi_request_start(ip.c, cptr(s.env), C.size_t(len(s.env)), flags,
-		C.uintptr_t(s.h.handle), C.int(s.idx), C.uint64_t(s.wt.gen.Load()), s.buf, slotBufSize, C.size_t(bodylen), s.res)
+		C.uintptr_t(s.h.handle), C.int(s.idx), C.uint64_t(s.wt.gen.Load()), s.buf, slotBufSize, body, C.size_t(e.n), s.res)
 	s.wt.inCall.Store(false)
 	if rq == nil {
 		runtime.UnlockOSThread()
@@ -126,40 +133,6 @@ func (s *slot) serve(ip *interp) {
 	defer s.endAsync()
 	defer s.finish(rq)
 	s.stream(rq)
-}
-
-// readAheadMax is the largest body readAhead reads. Above it the copies
-// (into the slot's buffer, then C's) cost about what the calls saved: a
-// 64 KiB echo over loopback served no more requests with it, a 1 KiB one
-// 1-5% more at 0.5-1.4 us less CPU each.
-const readAheadMax = 16 << 10
-
-// readAhead reads a request body of known length, up to readAheadMax, into
-// the slot's buffer before the app runs, and returns how much it read; C hands
-// it to wsgi.input, whose reads then need no call back into Go (each costs
-// a release and a fresh acquire of the GIL). It adds GOWSGI_BODY_EOF to
-// flags when the body is known to end there. A body sent after
-// "Expect: 100-continue" is left to the app: reading it would tell the
-// client to send it, which is the app's decision. An error is kept for the
-// app's first read past what arrived, as if that read had met it.
-func (s *slot) readAhead(flags *C.int) int {
-	r := s.r
-	n := r.ContentLength
-	if n == 0 && (r.Body == nil || r.Body == http.NoBody) {
-		*flags |= C.GOWSGI_BODY_EOF
-		return 0
-	}
-	if n <= 0 || n > readAheadMax || r.Header.Get("Expect") != "" {
-		return 0
-	}
-	got, err := io.ReadFull(r.Body, unsafe.Slice((*byte)(unsafe.Pointer(s.buf)), n))
-	switch {
-	case err == nil || err == io.EOF: // all of it, or a body that was empty
-		*flags |= C.GOWSGI_BODY_EOF
-	default:
-		s.readErr = err
-	}
-	return got
 }
 
 // complete handles a response that start finished in one call.
@@ -325,8 +298,8 @@ func (s *slot) endAsync() {
 		return
 	}
 	s.async = false
+	defer s.fl.release() // also when wait re-raises a panic
 	err := s.fl.wait()
-	s.fl.release()
 	if err != nil && s.werr == nil {
 		s.werr = err
 	}

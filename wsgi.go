@@ -146,8 +146,12 @@ func (h *Handler) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, "413 request entity too large", http.StatusRequestEntityTooLarge)
 			return
 		}
-		r.Body = http.MaxBytesReader(w, r.Body, max)
+		if r.Body != nil && r.Body != http.NoBody {
+			r.Body = http.MaxBytesReader(w, r.Body, max)
+		}
 	}
+	early := readEarly(r)
+	defer early.free()
 	s, err := h.acquire(r.Context())
 	if err != nil {
 		if r.Context().Err() != nil {
@@ -163,7 +167,7 @@ func (h *Handler) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	defer h.release(s)
 	defer h.stats.served.Add(1)
 	defer s.m.served.Add(1)
-	s.w, s.r = w, r
+	s.w, s.r, s.early = w, r, early
 	if h.opts.reloading {
 		h.reloadIfChanged(w)
 	}

@@ -664,6 +664,17 @@ def write_spill(environ, start_response):
     return []
 
 
+def write_mid_stream(environ, start_response):
+    """Yields a chunk, calls write(), yields another."""
+    write = start_response("200 OK", [TEXT])
+
+    def chunks():
+        yield b"yielded, "
+        write(b"written, ")
+        yield b"yielded"
+    return chunks()
+
+
 def write_then_raise(environ, start_response):
     write = start_response("200 OK", [TEXT])
     write(b"w" * 10000)
@@ -822,6 +833,7 @@ ROUTES = {
     "/steps": steps,
     "/write-then-raise": write_then_raise,
     "/write-spill": write_spill,
+    "/write-mid-stream": write_mid_stream,
     "/wait-stream": wait_stream,
     "/release": release,
     "/wait-file": wait_file,
