@@ -137,9 +137,9 @@ func TestHostileApps(t *testing.T) {
 }
 
 // TestClientLeavesDuringRead: read() raises an OSError in the app when the
-// client goes away mid-body: a body read as the app asks, and one that fits
-// the slot's buffer, read before the app runs, where the error waits for
-// the app's read.
+// client goes away mid-body: a body read as the app asks, and a small one
+// read before the app runs (early.go), where the error waits for the app's
+// read.
 func TestClientLeavesDuringRead(t *testing.T) {
 	for _, length := range []int{1000000, 100} {
 		h, _ := newHandler(t, "application")

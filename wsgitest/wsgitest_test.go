@@ -96,16 +96,13 @@ func (f *fakeT) take() []string {
 	return errs
 }
 
-// await waits for n failures and takes them: a real server's handler may
-// report after its client has the whole response.
-func (f *fakeT) await(t *testing.T, n int) []string {
+// awaitOne waits for a failure and returns it, which must be the only one:
+// a real server's handler may report after its client has the whole
+// response.
+func (f *fakeT) awaitOne(t *testing.T, msgAndArgs ...any) string {
 	t.Helper()
-	require.Eventually(t, func() bool {
-		f.mu.Lock()
-		defer f.mu.Unlock()
-		return len(f.errors) >= n
-	}, 5*time.Second, 5*time.Millisecond, "waiting for %d failures", n)
-	return f.take()
+	require.Eventually(t, f.Failed, 5*time.Second, 5*time.Millisecond, "waiting for a failure")
+	return f.one(t, msgAndArgs...)
 }
 
 // load runs New on f and returns the App, failing t if New failed f.
@@ -115,6 +112,21 @@ func (f *fakeT) load(t *testing.T, spec string, opts ...wsgitest.Option) *wsgite
 	f.run(func(tb testing.TB) { app = wsgitest.New(tb, spec, opts...) })
 	require.NotNil(t, app, "New failed: %q; skipped: %q", f.take(), f.skip)
 	return app
+}
+
+// get runs app.Get(target) on f, as the test's own t would.
+func (f *fakeT) get(app *wsgitest.App, target string) (resp *http.Response) {
+	f.run(func(testing.TB) { resp = app.Get(target) })
+	return resp
+}
+
+// one takes the failures recorded so far, which must be exactly one, and
+// returns it.
+func (f *fakeT) one(t *testing.T, msgAndArgs ...any) string {
+	t.Helper()
+	errs := f.take()
+	require.Len(t, errs, 1, msgAndArgs...)
+	return errs[0]
 }
 
 // body reads the whole body of resp.
@@ -137,11 +149,10 @@ func runExample(t *testing.T, example func()) {
 func TestPassingApp(t *testing.T) {
 	f := newFakeT(t)
 	app := f.load(t, "testdata/app.py")
-	var resp *http.Response
-	f.run(func(testing.TB) { resp = app.Get("/") })
+	resp := f.get(app, "/")
 	assert.Equal(t, 200, resp.StatusCode)
 	assert.Equal(t, "ok", body(t, resp))
-	f.run(func(testing.TB) { resp = app.Get("/stream?n=4") })
+	resp = f.get(app, "/stream?n=4")
 	assert.Equal(t, "chunk 0\nchunk 1\nchunk 2\nchunk 3\n", body(t, resp))
 	f.run(func(testing.TB) { resp = app.Post("/echo", "application/json", strings.NewReader(`{"a":1}`)) })
 	assert.Equal(t, `POST application/json {"a":1}`, body(t, resp))
@@ -200,12 +211,9 @@ func TestViolations(t *testing.T) {
 		{"/close-input", "input.close() must not be called"},
 	} {
 		t.Run(tc.path, func(t *testing.T) {
-			var resp *http.Response
-			f.run(func(testing.TB) { resp = app.Get(tc.path) })
+			resp := f.get(app, tc.path)
 			assert.Equal(t, 500, resp.StatusCode)
-			errs := f.take()
-			require.Len(t, errs, 1, "one failure for one violation")
-			msg := errs[0]
+			msg := f.one(t, "one failure for one violation")
 			assert.Contains(t, msg, "GET "+tc.path+": the app broke PEP 3333: "+tc.message)
 			assert.Contains(t, msg, "wsgitest.WithStrict(false)")
 			assert.Contains(t, msg, "Traceback (most recent call last):")
@@ -219,23 +227,19 @@ func TestViolations(t *testing.T) {
 	assert.Equal(t, "Status must be of type str (got 200)", got[0].Text)
 
 	t.Run("caught and logged by the app", func(t *testing.T) {
-		var resp *http.Response
-		f.run(func(testing.TB) { resp = app.Get("/close-input-caught") })
+		resp := f.get(app, "/close-input-caught")
 		assert.Equal(t, "caught", body(t, resp))
-		errs := f.take()
-		require.Len(t, errs, 1)
-		assert.Contains(t, errs[0], "GET /close-input-caught: the app broke PEP 3333: input.close() must not be called")
+		failure := f.one(t)
+		assert.Contains(t, failure, "GET /close-input-caught: the app broke PEP 3333: input.close() must not be called")
 		got := app.Errors()
 		assert.Equal(t, wsgitest.Violation, got[len(got)-1].Kind)
 		assert.Contains(t, got[len(got)-1].Traceback, "in application\n    environ[\"wsgi.input\"].close()")
 	})
 	t.Run("caught and logged through logging", func(t *testing.T) {
-		var resp *http.Response
-		f.run(func(testing.TB) { resp = app.Get("/close-input-logged") })
+		resp := f.get(app, "/close-input-logged")
 		assert.Equal(t, "caught", body(t, resp))
-		errs := f.take()
-		require.Len(t, errs, 1)
-		assert.Contains(t, errs[0], "GET /close-input-logged: the app broke PEP 3333: input.close() must not be called")
+		failure := f.one(t)
+		assert.Contains(t, failure, "GET /close-input-logged: the app broke PEP 3333: input.close() must not be called")
 		got := app.Errors()
 		assert.Equal(t, wsgitest.Violation, got[len(got)-1].Kind)
 		assert.Contains(t, got[len(got)-1].Traceback, "ERROR in logger testdata.app: Internal Server Error: /close-input-logged\nTraceback")
@@ -243,17 +247,15 @@ func TestViolations(t *testing.T) {
 	t.Run("not covered by ExpectErrors", func(t *testing.T) {
 		app.ExpectErrors()
 		f.run(func(testing.TB) { app.Get("/status-int") })
-		errs := f.take()
-		require.Len(t, errs, 1)
-		assert.Contains(t, errs[0], "GET /status-int: the app broke PEP 3333")
+		failure := f.one(t)
+		assert.Contains(t, failure, "GET /status-int: the app broke PEP 3333")
 	})
 	t.Run("the app's own assertion", func(t *testing.T) {
 		app := f.load(t, "testdata/app.py")
 		f.run(func(testing.TB) { app.Get("/assert") })
-		errs := f.take()
-		require.Len(t, errs, 1)
-		assert.Contains(t, errs[0], "GET /assert: the app raised AssertionError: the app's own assertion")
-		assert.NotContains(t, errs[0], "PEP 3333")
+		failure := f.one(t)
+		assert.Contains(t, failure, "GET /assert: the app raised AssertionError: the app's own assertion")
+		assert.NotContains(t, failure, "PEP 3333")
 	})
 }
 
@@ -282,10 +284,9 @@ func TestNotStrict(t *testing.T) {
 	f := newFakeT(t)
 	app := f.load(t, "testdata/app.py", wsgitest.WithStrict(false))
 
-	var resp *http.Response
-	f.run(func(testing.TB) { resp = app.Get("/no-content-type") })
+	resp := f.get(app, "/no-content-type")
 	assert.Equal(t, 200, resp.StatusCode)
-	f.run(func(testing.TB) { resp = app.Get("/header-name-dash") })
+	resp = f.get(app, "/header-name-dash")
 	assert.Equal(t, 200, resp.StatusCode)
 	assert.Equal(t, "1", resp.Header.Get("X-Trailing-"))
 	f.run(func(testing.TB) { resp = app.Post("/read-all", "text/plain", strings.NewReader("to the end")) })
@@ -293,37 +294,33 @@ func TestNotStrict(t *testing.T) {
 	assert.Empty(t, f.take(), "without wsgiref.validate these pass")
 
 	// What the handler refuses itself still fails the test, as an error.
-	f.run(func(testing.TB) { resp = app.Get("/status-int") })
+	resp = f.get(app, "/status-int")
 	assert.Equal(t, 500, resp.StatusCode)
-	errs := f.take()
-	require.Len(t, errs, 1)
-	assert.Contains(t, errs[0], "GET /status-int: the app raised TypeError")
-	assert.NotContains(t, errs[0], "PEP 3333: ")
-	assert.NotContains(t, errs[0], "validate.py")
+	failure := f.one(t)
+	assert.Contains(t, failure, "GET /status-int: the app raised TypeError")
+	assert.NotContains(t, failure, "PEP 3333: ")
+	assert.NotContains(t, failure, "validate.py")
 
 	// Logged errors fail it too.
-	f.run(func(testing.TB) { resp = app.Get("/logging") })
+	resp = f.get(app, "/logging")
 	assert.Equal(t, "logged", body(t, resp))
-	errs = f.take()
-	require.Len(t, errs, 1)
-	assert.Contains(t, errs[0], "GET /logging: the app wrote to wsgi.errors:\n\tERROR in logger x: boom")
+	failure = f.one(t)
+	assert.Contains(t, failure, "GET /logging: the app wrote to wsgi.errors:\n\tERROR in logger x: boom")
 }
 
 func TestExceptions(t *testing.T) {
 	f := newFakeT(t)
 	app := f.load(t, "testdata/app.py")
 
-	var resp *http.Response
-	f.run(func(testing.TB) { resp = app.Get("/boom?x=1") })
+	resp := f.get(app, "/boom?x=1")
 	assert.Equal(t, 500, resp.StatusCode)
-	errs := f.take()
-	require.Len(t, errs, 1)
-	assert.Contains(t, errs[0], "GET /boom?x=1: the app raised ZeroDivisionError: integer division or modulo by zero")
-	assert.Regexp(t, `testdata/app\.py", line \d+, in application\n\s+return 1 // 0`, errs[0])
-	assert.Contains(t, errs[0], "app.ExpectErrors()")
+	failure := f.one(t)
+	assert.Contains(t, failure, "GET /boom?x=1: the app raised ZeroDivisionError: integer division or modulo by zero")
+	assert.Regexp(t, `testdata/app\.py", line \d+, in application\n\s+return 1 // 0`, failure)
+	assert.Contains(t, failure, "app.ExpectErrors()")
 
 	app.ExpectErrors()
-	f.run(func(testing.TB) { resp = app.Get("/boom") })
+	resp = f.get(app, "/boom")
 	assert.Equal(t, 500, resp.StatusCode)
 	assert.Empty(t, f.take(), "an expected error does not fail the test")
 	got := app.Errors()
@@ -338,20 +335,17 @@ func TestWsgiErrors(t *testing.T) {
 	f := newFakeT(t)
 	app := f.load(t, "testdata/app.py")
 
-	var resp *http.Response
-	f.run(func(testing.TB) { resp = app.Get("/log") })
+	resp := f.get(app, "/log")
 	assert.Equal(t, 200, resp.StatusCode, "the app answers as usual")
-	errs := f.take()
-	require.Len(t, errs, 1, "the lines of one request make one failure")
-	assert.Contains(t, errs[0], "GET /log: the app wrote to wsgi.errors:\n\tsomething odd happened\n\tand a second line")
+	failure := f.one(t, "the lines of one request make one failure")
+	assert.Contains(t, failure, "GET /log: the app wrote to wsgi.errors:\n\tsomething odd happened\n\tand a second line")
 
 	// A line written when no request is in flight cannot be tied to one.
-	f.run(func(testing.TB) { resp = app.Get("/log-later") })
+	resp = f.get(app, "/log-later")
 	assert.Equal(t, "later", body(t, resp))
 	require.Eventually(t, func() bool { return f.Failed() }, 5*time.Second, 10*time.Millisecond)
-	errs = f.take()
-	require.Len(t, errs, 1)
-	assert.Contains(t, errs[0], "outside any one request: the app wrote to wsgi.errors:\n\twritten after the response")
+	failure = f.one(t)
+	assert.Contains(t, failure, "outside any one request: the app wrote to wsgi.errors:\n\twritten after the response")
 
 	app.ExpectErrors()
 	f.run(func(testing.TB) { app.Get("/log") })
@@ -365,45 +359,39 @@ func TestLogging(t *testing.T) {
 	f := newFakeT(t)
 	app := f.load(t, "testdata/app.py")
 
-	var resp *http.Response
-	f.run(func(testing.TB) { resp = app.Get("/logging") })
+	resp := f.get(app, "/logging")
 	assert.Equal(t, "logged", body(t, resp), "the app answers as usual")
-	errs := f.take()
-	require.Len(t, errs, 1)
-	assert.Contains(t, errs[0], "GET /logging: the app wrote to wsgi.errors:\n\tERROR in logger x: boom")
-	assert.Contains(t, errs[0], "app.ExpectErrors()")
+	failure := f.one(t)
+	assert.Contains(t, failure, "GET /logging: the app wrote to wsgi.errors:\n\tERROR in logger x: boom")
+	assert.Contains(t, failure, "app.ExpectErrors()")
 
-	f.run(func(testing.TB) { resp = app.Get("/logging/exception") })
+	resp = f.get(app, "/logging/exception")
 	assert.Equal(t, 500, resp.StatusCode)
-	errs = f.take()
-	require.Len(t, errs, 1, "the record and its traceback make one failure")
-	assert.Contains(t, errs[0], "GET /logging/exception: the app wrote to wsgi.errors:\n\tERROR in logger testdata.app: while dividing\n\tTraceback (most recent call last):")
-	assert.Regexp(t, `testdata/app\.py", line \d+, in application\n\t\s+1 // 0`, errs[0])
-	assert.Contains(t, errs[0], "\tZeroDivisionError: integer division or modulo by zero")
+	failure = f.one(t, "the record and its traceback make one failure")
+	assert.Contains(t, failure, "GET /logging/exception: the app wrote to wsgi.errors:\n\tERROR in logger testdata.app: while dividing\n\tTraceback (most recent call last):")
+	assert.Regexp(t, `testdata/app\.py", line \d+, in application\n\t\s+1 // 0`, failure)
+	assert.Contains(t, failure, "\tZeroDivisionError: integer division or modulo by zero")
 
-	f.run(func(testing.TB) { resp = app.Get("/logging/warning") })
+	resp = f.get(app, "/logging/warning")
 	assert.Equal(t, "warned", body(t, resp))
 	assert.Empty(t, f.take(), "a warning is no error")
 
-	f.run(func(testing.TB) { resp = app.Get("/logging/own-handler") })
+	resp = f.get(app, "/logging/own-handler")
 	assert.Equal(t, "logged", body(t, resp))
-	errs = f.take()
-	require.Len(t, errs, 1)
-	assert.Contains(t, errs[0], "GET /logging/own-handler: the app wrote to wsgi.errors:\n\tonce")
-	assert.Equal(t, 1, strings.Count(errs[0], "once"), "a record a handler of the app wrote to wsgi.errors is not written again:\n%s", errs[0])
+	failure = f.one(t)
+	assert.Contains(t, failure, "GET /logging/own-handler: the app wrote to wsgi.errors:\n\tonce")
+	assert.Equal(t, 1, strings.Count(failure, "once"), "a record a handler of the app wrote to wsgi.errors is not written again:\n%s", failure)
 
-	f.run(func(testing.TB) { resp = app.Get("/logging/stream") })
+	resp = f.get(app, "/logging/stream")
 	assert.Equal(t, "first\nsecond\n", body(t, resp))
-	errs = f.take()
-	require.Len(t, errs, 1, "records of the iteration belong to the request too")
-	assert.Contains(t, errs[0], "GET /logging/stream: the app wrote to wsgi.errors:\n\tERROR in logger x: while streaming")
+	failure = f.one(t, "records of the iteration belong to the request too")
+	assert.Contains(t, failure, "GET /logging/stream: the app wrote to wsgi.errors:\n\tERROR in logger x: while streaming")
 
-	f.run(func(testing.TB) { resp = app.Get("/logging/configure") })
+	resp = f.get(app, "/logging/configure")
 	assert.Equal(t, "configured", body(t, resp))
-	f.run(func(testing.TB) { resp = app.Get("/logging") })
-	errs = f.take()
-	require.Len(t, errs, 1, "the handler is back after the app removed it")
-	assert.Contains(t, errs[0], "GET /logging: the app wrote to wsgi.errors:\n\tERROR in logger x: boom")
+	resp = f.get(app, "/logging")
+	failure = f.one(t, "the handler is back after the app removed it")
+	assert.Contains(t, failure, "GET /logging: the app wrote to wsgi.errors:\n\tERROR in logger x: boom")
 
 	app.ExpectErrors()
 	f.run(func(testing.TB) { app.Get("/logging") })
@@ -418,26 +406,22 @@ func TestAborted(t *testing.T) {
 	app := f.load(t, "testdata/app.py")
 
 	t.Run("exception after the headers", func(t *testing.T) {
-		var resp *http.Response
-		f.run(func(testing.TB) { resp = app.Get("/abort") })
+		resp := f.get(app, "/abort")
 		assert.Equal(t, 200, resp.StatusCode, "the headers were out")
 		b, err := io.ReadAll(resp.Body)
 		assert.Equal(t, "partial", string(b))
 		assert.ErrorIs(t, err, wsgitest.ErrAborted)
-		errs := f.take()
-		require.Len(t, errs, 1)
-		assert.Contains(t, errs[0], "GET /abort: the app raised RuntimeError: the generator failed after the headers were sent")
-		assert.Contains(t, errs[0], "the response was aborted")
-		assert.Contains(t, errs[0], "in _then_fail")
+		failure := f.one(t)
+		assert.Contains(t, failure, "GET /abort: the app raised RuntimeError: the generator failed after the headers were sent")
+		assert.Contains(t, failure, "the response was aborted")
+		assert.Contains(t, failure, "in _then_fail")
 	})
 	t.Run("body shorter than its length", func(t *testing.T) {
-		var resp *http.Response
-		f.run(func(testing.TB) { resp = app.Get("/short") })
+		resp := f.get(app, "/short")
 		_, err := io.ReadAll(resp.Body)
 		assert.ErrorIs(t, err, wsgitest.ErrAborted)
-		errs := f.take()
-		require.Len(t, errs, 1)
-		assert.Contains(t, errs[0], "GET /short: the response was aborted: the body was 9 bytes, short of its Content-Length 100")
+		failure := f.one(t)
+		assert.Contains(t, failure, "GET /short: the response was aborted: the body was 9 bytes, short of its Content-Length 100")
 	})
 	t.Run("through the server", func(t *testing.T) {
 		srv := app.Server()
@@ -446,9 +430,8 @@ func TestAborted(t *testing.T) {
 		_, err = io.ReadAll(resp.Body)
 		resp.Body.Close()
 		assert.Error(t, err, "the client sees the connection cut")
-		errs := f.await(t, 1)
-		require.Len(t, errs, 1)
-		assert.Contains(t, errs[0], "GET /abort: the app raised RuntimeError")
+		failure := f.awaitOne(t)
+		assert.Contains(t, failure, "GET /abort: the app raised RuntimeError")
 	})
 	t.Run("expected", func(t *testing.T) {
 		app.ExpectErrors()
@@ -462,8 +445,7 @@ func TestAborted(t *testing.T) {
 func TestHandlerLogs(t *testing.T) {
 	f := newFakeT(t)
 	app := f.load(t, "testdata/app.py", wsgitest.With(wsgi.WithRequestTimeout(100*time.Millisecond)))
-	var resp *http.Response
-	f.run(func(testing.TB) { resp = app.Get("/spin") })
+	resp := f.get(app, "/spin")
 	assert.Equal(t, http.StatusGatewayTimeout, resp.StatusCode)
 	assert.Empty(t, f.take(), "a timeout the test asked for is the handler's report, logged, not a failure of the app")
 	assert.Empty(t, app.Errors())
@@ -479,23 +461,20 @@ func TestPanic(t *testing.T) {
 	})))
 	app.ExpectErrors()
 
-	var resp *http.Response
-	f.run(func(testing.TB) { resp = app.Get("/?panic=1") })
+	resp := f.get(app, "/?panic=1")
 	_, err := io.ReadAll(resp.Body)
 	assert.ErrorIs(t, err, wsgitest.ErrAborted)
-	errs := f.take()
-	require.Len(t, errs, 1, "a panic fails the test even when errors are expected")
-	assert.Contains(t, errs[0], "GET /?panic=1: the response was aborted: Go code on the request path panicked: no variable today\n")
-	assert.Contains(t, errs[0], "goroutine ", "with the stack")
+	failure := f.one(t, "a panic fails the test even when errors are expected")
+	assert.Contains(t, failure, "GET /?panic=1: the response was aborted: Go code on the request path panicked: no variable today\n")
+	assert.Contains(t, failure, "goroutine ", "with the stack")
 
 	srv := app.Server()
 	_, err = srv.Client().Get(srv.URL + "/?panic=1")
 	assert.Error(t, err, "the server cuts the connection")
-	errs = f.await(t, 1)
-	require.Len(t, errs, 1)
-	assert.Contains(t, errs[0], "Go code on the request path panicked: no variable today")
+	failure = f.awaitOne(t)
+	assert.Contains(t, failure, "Go code on the request path panicked: no variable today")
 
-	f.run(func(testing.TB) { resp = app.Get("/") })
+	resp = f.get(app, "/")
 	assert.Equal(t, "ok", body(t, resp), "still serving")
 }
 
@@ -610,16 +589,14 @@ func TestServer(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, 500, resp.StatusCode)
 	resp.Body.Close()
-	errs := f.await(t, 1)
-	require.Len(t, errs, 1, "the server's requests are checked too")
-	assert.Contains(t, errs[0], "GET /boom: the app raised ZeroDivisionError")
+	failure := f.awaitOne(t, "the server's requests are checked too")
+	assert.Contains(t, failure, "GET /boom: the app raised ZeroDivisionError")
 
 	resp, err = http.Get(srv.URL + "/body-str")
 	require.NoError(t, err)
 	resp.Body.Close()
-	errs = f.await(t, 1)
-	require.Len(t, errs, 1)
-	assert.Contains(t, errs[0], "GET /body-str: the app broke PEP 3333: Iterator yielded non-bytestring")
+	failure = f.awaitOne(t)
+	assert.Contains(t, failure, "GET /body-str: the app broke PEP 3333: Iterator yielded non-bytestring")
 }
 
 func TestMounted(t *testing.T) {
@@ -637,18 +614,16 @@ func TestMounted(t *testing.T) {
 	resp, err = http.Get(srv.URL + "/py/boom")
 	require.NoError(t, err)
 	resp.Body.Close()
-	errs := f.await(t, 1)
-	require.Len(t, errs, 1, "an App checks what it serves as an http.Handler")
-	assert.Contains(t, errs[0], "GET /py/boom: the app raised ZeroDivisionError")
+	failure := f.awaitOne(t, "an App checks what it serves as an http.Handler")
+	assert.Contains(t, failure, "GET /py/boom: the app raised ZeroDivisionError")
 
 	resp, err = http.Get(srv.URL + "/py/abort")
 	require.NoError(t, err)
 	_, err = io.ReadAll(resp.Body)
 	resp.Body.Close()
 	assert.Error(t, err, "an aborted response cuts the connection")
-	errs = f.await(t, 1)
-	require.Len(t, errs, 1)
-	assert.Contains(t, errs[0], "GET /py/abort: the app raised RuntimeError")
+	failure = f.awaitOne(t)
+	assert.Contains(t, failure, "GET /py/abort: the app raised RuntimeError")
 }
 
 // djangoSite is the Django project of the examples.
@@ -674,7 +649,7 @@ func TestFlask(t *testing.T) {
 	f.run(func(testing.TB) { resp = app.PostForm("/login", login) })
 	assert.Equal(t, 302, resp.StatusCode)
 	assert.Contains(t, resp.Header.Get("Set-Cookie"), "session=")
-	f.run(func(testing.TB) { resp = app.Get("/me") })
+	resp = f.get(app, "/me")
 	assert.Equal(t, 401, resp.StatusCode, "without WithCookies the session cookie is not sent back")
 	assert.Empty(t, f.take(), "a 401 is the app's answer, not an error")
 
@@ -682,14 +657,13 @@ func TestFlask(t *testing.T) {
 	// time, through its default handler; the record goes on to the root
 	// logger, whose handler from wsgitest does not write it again: one
 	// failure, with the traceback once.
-	f.run(func(testing.TB) { resp = app.Get("/boom") })
+	resp = f.get(app, "/boom")
 	assert.Equal(t, 500, resp.StatusCode)
-	errs := f.take()
-	require.Len(t, errs, 1)
-	assert.Regexp(t, `^wsgitest: GET /boom: the app wrote to wsgi.errors:\n\t.*Exception on /boom \[GET\]\n\tTraceback`, errs[0])
-	assert.Contains(t, errs[0], "LookupError: no such thing")
-	assert.Equal(t, 1, strings.Count(errs[0], "Traceback (most recent call last):"), errs[0])
-	assert.NotContains(t, errs[0], "ERROR in logger")
+	failure := f.one(t)
+	assert.Regexp(t, `^wsgitest: GET /boom: the app wrote to wsgi.errors:\n\t.*Exception on /boom \[GET\]\n\tTraceback`, failure)
+	assert.Contains(t, failure, "LookupError: no such thing")
+	assert.Equal(t, 1, strings.Count(failure, "Traceback (most recent call last):"), failure)
+	assert.NotContains(t, failure, "ERROR in logger")
 	require.Len(t, app.Errors(), 1)
 
 	// Werkzeug reads a JSON body with wsgi.input.read(), no size, which
@@ -755,27 +729,25 @@ func TestDjangoLogged(t *testing.T) {
 	}
 	require.NotNil(t, app, f.take())
 
-	var resp *http.Response
-	f.run(func(testing.TB) { resp = app.Get("/") })
+	resp := f.get(app, "/")
 	assert.Equal(t, "Hello from Django!", body(t, resp))
-	f.run(func(testing.TB) { resp = app.Get("/nowhere/") })
+	resp = f.get(app, "/nowhere/")
 	assert.Equal(t, 404, resp.StatusCode)
 	assert.Empty(t, f.take(), "a 404, which Django logs as a warning, is no error")
 
 	// With DEBUG off, Django answers 500 and logs the exception to the
 	// django.request logger only: the root logger's handler from wsgitest
 	// writes it to wsgi.errors.
-	f.run(func(testing.TB) { resp = app.Get("/boom/") })
+	resp = f.get(app, "/boom/")
 	assert.Equal(t, 500, resp.StatusCode)
-	errs := f.take()
-	require.Len(t, errs, 1)
-	assert.Contains(t, errs[0], "GET /boom/: the app wrote to wsgi.errors:\n\tERROR in logger django.request: Internal Server Error: /boom/\n\tTraceback (most recent call last):")
-	assert.Regexp(t, `djangotest/urls\.py", line \d+, in boom\n\t\s+raise LookupError\("no such thing"\)`, errs[0])
-	assert.Contains(t, errs[0], "\tLookupError: no such thing")
-	assert.Contains(t, errs[0], "app.ExpectErrors()")
+	failure := f.one(t)
+	assert.Contains(t, failure, "GET /boom/: the app wrote to wsgi.errors:\n\tERROR in logger django.request: Internal Server Error: /boom/\n\tTraceback (most recent call last):")
+	assert.Regexp(t, `djangotest/urls\.py", line \d+, in boom\n\t\s+raise LookupError\("no such thing"\)`, failure)
+	assert.Contains(t, failure, "\tLookupError: no such thing")
+	assert.Contains(t, failure, "app.ExpectErrors()")
 
 	app.ExpectErrors()
-	f.run(func(testing.TB) { resp = app.Get("/boom/") })
+	resp = f.get(app, "/boom/")
 	assert.Equal(t, 500, resp.StatusCode)
 	assert.Empty(t, f.take(), "an expected error does not fail the test")
 	got := app.Errors()

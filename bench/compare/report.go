@@ -151,13 +151,7 @@ func (r *run) report(start time.Time) string {
 	if q := r.queued(); q != "" {
 		p("\nConnections waiting in the accept queue at mid-run (median over rounds), where any did:\n\n%s", q)
 	}
-	if len(r.failures) > 0 {
-		p("\n## Skipped measurements\n\n")
-		for _, f := range r.failures {
-			first, _, _ := strings.Cut(f, "\n")
-			p("- %s\n", first)
-		}
-	}
+	b.WriteString(harness.Skipped(r.failures))
 	return b.String()
 }
 

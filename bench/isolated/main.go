@@ -314,13 +314,7 @@ func (r *run) report(start time.Time) string {
 	p("- RSS is read once, right after the measured run; memory per interpreter is the difference of the medians.\n")
 	p("- With one interpreter, its %d threads take turns on one GIL, and the hand-offs cost CPU time of their own; "+
 		"with two, each GIL has fewer takers. So 2 vs 1 can exceed the ratio of the cores used, even 2x.\n", r.threads)
-	if len(r.failures) > 0 {
-		p("\n## Skipped measurements\n\n")
-		for _, f := range r.failures {
-			first, _, _ := strings.Cut(f, "\n")
-			p("- %s\n", first)
-		}
-	}
+	b.WriteString(harness.Skipped(r.failures))
 	return b.String()
 }
 

@@ -579,6 +579,21 @@ func MinMax(xs []float64) (lo, hi float64) {
 }
 
 // Table renders a Markdown table with padded columns, readable as plain
+// Skipped is the report section listing the measurements that failed, one
+// line each (the first line of its message), or "" when none did.
+func Skipped(failures []string) string {
+	if len(failures) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString("\n## Skipped measurements\n\n")
+	for _, f := range failures {
+		first, _, _ := strings.Cut(f, "\n")
+		fmt.Fprintf(&b, "- %s\n", first)
+	}
+	return b.String()
+}
+
 // text too. align has one letter per column, l or r.
 func Table(header []string, align string, rows [][]string) string {
 	width := make([]int, len(header))
