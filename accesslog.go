@@ -11,9 +11,10 @@ import (
 	"time"
 )
 
-// An accessLog writes one line per request in Apache's combined format:
+// An accessLog writes one line per request in Apache's combined format,
+// followed by the request's id, as in the handler's log records:
 //
-//	host - user [time] "request line" status bytes "referer" "user agent"
+//	host - user [time] "request line" status bytes "referer" "user agent" id
 type accessLog struct {
 	mu sync.Mutex
 	w  io.Writer
@@ -58,14 +59,14 @@ func (lw *loggingWriter) Unwrap() http.ResponseWriter { return lw.ResponseWriter
 
 // serve runs next with a counting writer and logs the line afterwards,
 // also when next panics (an aborted response).
-func (l *accessLog) serve(w http.ResponseWriter, r *http.Request, next func(http.ResponseWriter, *http.Request)) {
+func (l *accessLog) serve(w http.ResponseWriter, r *http.Request, id requestID, next func(http.ResponseWriter, *http.Request, requestID)) {
 	start := time.Now()
 	lw := &loggingWriter{ResponseWriter: w}
-	defer func() { l.write(r, lw, start) }()
-	next(lw, r)
+	defer func() { l.write(r, lw, start, id) }()
+	next(lw, r, id)
 }
 
-func (l *accessLog) write(r *http.Request, lw *loggingWriter, start time.Time) {
+func (l *accessLog) write(r *http.Request, lw *loggingWriter, start time.Time, id requestID) {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		host = r.RemoteAddr
@@ -92,6 +93,8 @@ func (l *accessLog) write(r *http.Request, lw *loggingWriter, start time.Time) {
 	b.WriteString(quoteOrDash(r.Referer()))
 	b.WriteByte(' ')
 	b.WriteString(quoteOrDash(r.UserAgent()))
+	b.WriteByte(' ')
+	b.WriteString(id.String())
 	b.WriteByte('\n')
 	l.mu.Lock()
 	io.WriteString(l.w, b.String())

@@ -1,9 +1,9 @@
 """Run once in every interpreter a gowsgi handler creates, as module _gowsgi.
 
 It loads the application and holds the few helpers that read better in Python
-than in C: the file wrapper, wsgi.errors and traceback formatting.  Nothing
-here runs per request except FileWrapper iteration for file-likes that have no
-usable fileno() and Errors.write.
+than in C: the file wrapper and traceback formatting.  Nothing here runs per
+request except FileWrapper iteration for file-likes that have no usable
+fileno().
 """
 
 import importlib
@@ -199,29 +199,3 @@ class FileWrapper:
         if data:
             return data
         raise StopIteration
-
-
-class Errors:
-    """wsgi.errors: text goes to the handler's logger, one record a line."""
-
-    def __init__(self, emit):
-        self._emit = emit
-        self._partial = ""
-
-    def write(self, s):
-        if not isinstance(s, str):
-            raise TypeError(f"wsgi.errors.write() needs str, not {type(s).__name__}")
-        text = self._partial + s
-        *lines, self._partial = text.split("\n")
-        for line in lines:
-            self._emit(line)
-        return len(s)
-
-    def writelines(self, seq):
-        for s in seq:
-            self.write(s)
-
-    def flush(self):
-        if self._partial:
-            line, self._partial = self._partial, ""
-            self._emit(line)

@@ -1,20 +1,22 @@
 /*
- * The C side of gowsgi: a request-shaped API over the CPython C API.
+ * The C side of gowsgi as Go sees it: a request-shaped API over the CPython
+ * C API.  The C is split by concern behind gowsgi.h (see its list of files).
  *
  * Crossing budget (checked by TestCgoCallsPerRequest and BenchmarkHello):
- *   - a response whose body is a list or tuple that fits the caller's buffer:
- *     one Go->C call (gowsgi_request_start) and nothing else;
- *   - any other response: gowsgi_request_start and one gowsgi_request_next
- *     per non-empty chunk plus one for the end, which also closes the
- *     iterable; gowsgi_request_finish only when the response stops early;
- *   - one C->Go callback per wsgi.input refill, write() call or wsgi.errors
- *     line, each with the GIL released.
+ *   - a request that finds its interpreter idle runs in the Go call that
+ *     submits it; a list or tuple response then needs that one call and
+ *     nothing else;
+ *   - a queued request: the submit, then one gowsgi_job_next per batch of
+ *     output (chunks produced while Go sends are batched) and one for the
+ *     end;
+ *   - one C->Go callback per wsgi.input refill or wsgi.errors line, with
+ *     the GIL released; write() needs none.
  *
- * Threads: every function here except the gowsgi_runtime_* and
- * gowsgi_interp_new/end functions may be called from any OS thread.  Each
- * call attaches a thread state kept per (OS thread, interpreter), runs with
- * the GIL, and detaches before it returns, so the GIL is never held while Go
- * runs.  The runtime and interpreter functions run on the control thread.
+ * Threads: the gowsgi_runtime_* and gowsgi_interp_new/end functions run on
+ * the control thread; everything else may be called from any OS thread.  A
+ * function that takes the GIL releases it before it returns, so the GIL is
+ * never held while Go runs.  Python itself runs on the calling thread of
+ * gowsgi_job_submit or on the scheduler's worker threads (sched.c).
  */
 #ifndef GOWSGI_CPYTHON_H
 #define GOWSGI_CPYTHON_H
@@ -24,10 +26,12 @@
 #include <stdlib.h>
 
 typedef struct gowsgi_interp gowsgi_interp;
+typedef struct gowsgi_sched gowsgi_sched;
+typedef struct gowsgi_job gowsgi_job;
 typedef struct gowsgi_req gowsgi_req;
 
 /* An error copied out of Python.  The strings are malloc'd and owned by the
- * caller, who frees them with gowsgi_error_free. */
+ * holder, who frees them with gowsgi_error_free. */
 typedef struct {
 	char *type;      /* qualified exception type name, e.g. "ModuleNotFoundError" */
 	char *message;   /* str(exception) */
@@ -35,6 +39,8 @@ typedef struct {
 } gowsgi_error;
 
 void gowsgi_error_free(gowsgi_error *e);
+
+/* ------------------------------------------------------------- runtime */
 
 /* Runtime settings, applied once when Python starts.  Strings are borrowed for
  * the call; NULL or "" means "let CPython decide". */
@@ -52,7 +58,8 @@ int gowsgi_runtime_init(const gowsgi_settings *s, gowsgi_error *err);
 /* Writes the running Python's version into buf (NUL-terminated). */
 void gowsgi_runtime_version(char *buf, size_t n);
 
-/* Kinds of interpreter. */
+/* ---------------------------------------------------------- interpreters */
+
 enum {
 	GOWSGI_SUB = 0,      /* a sub-interpreter sharing the main GIL */
 	GOWSGI_MAIN = 1,     /* the main interpreter */
@@ -60,31 +67,22 @@ enum {
 };
 
 /* Creates an interpreter of the given kind.  handler is the Go handle the
- * interpreter's callbacks report to.  Control thread only.  Returns a new
+ * interpreter's log lines report to.  Control thread only.  Returns a new
  * handle, or NULL with *err filled. */
 gowsgi_interp *gowsgi_interp_new(int kind, uintptr_t handler, gowsgi_error *err);
 
 /* Ends the interpreter and frees the handle.  An interpreter gowsgi can end
  * (own GIL, no thread of the app still running) first loses every thread
- * state this file created for it on any OS thread, then Py_EndInterpreter
- * runs.  Any other is left alive without the handler's references, its
- * thread states kept, since freeing them under a live interpreter leaves
- * pointers to them.  No request may be running in it.  Control thread
- * only.  Returns 1 if the interpreter was ended, 0 if left alive. */
+ * state made for it, then Py_EndInterpreter runs.  Any other is left alive
+ * without the handler's references, its thread states kept, since freeing
+ * them under a live interpreter leaves pointers to them.  Its scheduler
+ * must be stopped.  Control thread only.  Returns 1 if the interpreter was
+ * ended, 0 if left alive. */
 int gowsgi_interp_end(gowsgi_interp *gi);
 
 /* Returns how many threads the app started are alive in the interpreter,
- * and in *names (malloc'd, the caller frees; NULL when none) their names.
- * Any OS thread. */
+ * and in *names (malloc'd, the caller frees; NULL when none) their names. */
 int gowsgi_interp_threads(gowsgi_interp *gi, char **names);
-
-/* Reports whether an interpreter can be ended safely: only one with its
- * own GIL (isolated).  Legacy sub-interpreters share
- * single-phase extension modules' state with the first one that imported
- * them, so ending one breaks the others (see cpython.c).  Where it cannot,
- * gowsgi_interp_end leaves the interpreter alive without the handler's
- * references. */
-int gowsgi_can_end(int isolated);
 
 /* Runs the bootstrap source (bootstrap.py) in the interpreter once,
  * prepends the directories in paths to sys.path, and loads the app named by
@@ -93,107 +91,161 @@ int gowsgi_can_end(int isolated);
  * paths and mw hold NUL-terminated strings one after the other, pathslen
  * and mwlen bytes in all; every string argument is borrowed for the call.
  * On success *files is a new malloc'd list of the app's source files in the
- * same form (*fileslen bytes), which the caller frees.  Any OS thread.
- * Returns 0, or -1 with *err filled. */
+ * same form (*fileslen bytes), which the caller frees.  Returns 0, or -1
+ * with *err filled. */
 int gowsgi_interp_load(gowsgi_interp *gi, const char *bootstrap,
 		       const char *paths, size_t pathslen, const char *spec,
 		       const char *mw, size_t mwlen, int reloading,
 		       char **files, size_t *fileslen, gowsgi_error *err);
 
 /* Drops the app's and middleware's modules from sys.modules and loads them
- * again; on failure the old app keeps serving.  *files as for load.  Any OS
- * thread.  Returns 0, or -1 with *err filled. */
+ * again; on failure the old app keeps serving.  *files as for load.
+ * Returns 0, or -1 with *err filled. */
 int gowsgi_interp_reload(gowsgi_interp *gi, char **files, size_t *fileslen,
 			 gowsgi_error *err);
 
-/* The outcome of gowsgi_request_start and gowsgi_request_next. */
-enum {
-	GOWSGI_DONE = 0,      /* no more chunks: the response is complete */
-	GOWSGI_CHUNK = 1,     /* chunk/chunklen hold the next non-empty chunk */
-	GOWSGI_FILE = 2,      /* fd is a regular file to send from its offset */
-	GOWSGI_ERROR = 3,     /* the app raised or broke the protocol; err is set */
-	GOWSGI_HEADERS = 4,   /* start: headers are ready, iteration follows */
-};
+/* The environ keys Go packs by index: gowsgi_key(i) for i < gowsgi_nkeys(). */
+int gowsgi_nkeys(void);
+const char *gowsgi_key(int i);
 
-/* Filled by the calls below.  Headers are written into the caller's buffer as
- * status line, then per header a 2-byte name length, a 4-byte value length
- * (little endian), the name and the value; hdrlen is 0 when no new headers are
- * reported.  chunk points into a bytes object the request holds: it stays
- * valid, and may be read without the GIL, until the next call on the request. */
+/* ------------------------------------------------------------- scheduler */
+
+/* Creates an interpreter's scheduler: places is how many requests may run
+ * its Python at once (WithThreads); max_queue, when > 0, how many may wait
+ * (WithMaxQueue).  Returns a new handle, or NULL out of memory. */
+gowsgi_sched *gowsgi_sched_new(gowsgi_interp *gi, int places, int max_queue);
+
+/* Refuses new jobs and waits until the worker threads have exited.  No job
+ * may be queued or running.  gowsgi_sched_free then frees it; references
+ * it still held are released by the interpreter's end, or leaked with an
+ * interpreter left alive. */
+void gowsgi_sched_stop(gowsgi_sched *s);
+void gowsgi_sched_free(gowsgi_sched *s);
+
 typedef struct {
-	int state;
-	int status;          /* the status code, when hdrlen > 0 */
-	size_t hdrlen;       /* bytes of headers written at the start of buf */
-	size_t statuslen;    /* of those, the status line ("200 OK") */
-	const char *chunk;
-	size_t chunklen;
-	size_t bodylen;      /* start only: body bytes copied after the headers */
-	int64_t length;      /* start only: the whole body's length when known
-				(a list or tuple of bytes), else -1 */
-	int64_t filesize;    /* GOWSGI_FILE: bytes from the offset to the end */
-	int fd;              /* GOWSGI_FILE: a new descriptor the caller closes */
-	gowsgi_error err;    /* GOWSGI_ERROR: owned by the caller */
+	int running;          /* requests holding a place */
+	int queued;           /* requests waiting for one, new or going on */
+	int blocked;          /* requests waiting for their client, no place held */
+	int workers;          /* worker threads */
+	uint64_t served;      /* requests run */
+	uint64_t direct;      /* of which on the Go call's thread */
+	uint64_t back_to_back; /* of which after another on a thread that kept the GIL */
+	int64_t queue_wait_ns; /* time requests waited in the queue, in all */
+	int64_t wait_ns;      /* time requests waited for a place to go on */
+	int64_t gil_wait_ns;  /* time threads waited for the GIL to run a request */
+} gowsgi_sched_stats;
 
-	/* WithRequestTimeout's watch, touched only with the interpreter's
-	 * GIL held; the calls above keep it, it is not cleared per call. */
-	unsigned long ident; /* the thread running the request's Python */
-	int busy;            /* the request is inside one of the calls above */
-	int pending;         /* a timeout came while it was not: raise at entry */
-	int interrupted;     /* an async exception was set on ident */
-} gowsgi_result;
+void gowsgi_sched_stats_get(gowsgi_sched *s, gowsgi_sched_stats *out);
+
+/* ------------------------------------------------------------------ jobs */
+
+/* wsgi.input's buffer size; Go reads a small body into it before submit. */
+#define GOWSGI_IBUF_SIZE (64 << 10)
 
 /* Request flags, packed by Go. */
 enum {
 	GOWSGI_HTTPS = 1,
 	GOWSGI_HEAD = 2,             /* the request is a HEAD */
 	GOWSGI_OPTIMIZE_HEADERS = 4, /* wsgi_optimize_send_headers */
-	GOWSGI_BODY_EOF = 8,         /* the body ends after the body bytes given */
+	GOWSGI_BODY_EOF = 8,         /* the body ends after the ilen bytes given */
 };
 
-/* Calls the app.  env is the packed environ (see environ.go), borrowed for
- * the call.  handler/slot/gen identify the Go request for callbacks; Go
- * refuses a callback whose gen is not the slot's current one.  buf/cap is
- * the caller's buffer, borrowed for the call.  body/bodylen, borrowed for
- * the call, is the start of the request body, read by Go before the call
- * (body may be NULL when bodylen is 0); wsgi.input serves it before it
- * calls back for more, and never calls back when flags has
- * GOWSGI_BODY_EOF.  Returns the request, which the
- * caller must end with gowsgi_request_finish unless it is NULL; it is NULL
- * when the whole response was written into buf (state GOWSGI_DONE with
- * hdrlen/bodylen set) or the call failed before headers (GOWSGI_ERROR). */
-gowsgi_req *gowsgi_request_start(gowsgi_interp *gi, const char *env,
-				 size_t envlen, int flags, uintptr_t handler,
-				 int slot, uint64_t gen, char *buf, size_t cap,
-				 const char *body, size_t bodylen,
-				 gowsgi_result *res);
+/* What Go sets before each gowsgi_job_submit.  env (envcap bytes) and ibuf
+ * (GOWSGI_IBUF_SIZE bytes) belong to the job: Go writes the packed environ
+ * (see environ.go) and the start of the body into them. */
+typedef struct {
+	char *env;
+	size_t envlen, envcap;
+	char *ibuf;
+	size_t ilen;
+	int flags;
+	uintptr_t handle; /* Go's slot, passed back by callbacks */
+	uint64_t gen;     /* the slot's generation: Go refuses callbacks of an ended request */
+	int efd;          /* an eventfd C writes to when Go waits for it */
+} gowsgi_job_in;
 
-/* Advances the iterable to the next non-empty chunk (empty chunks are
- * skipped).  Reports new headers in buf the first time they are available
- * with a chunk or at the end.  At the end (state GOWSGI_DONE) it also does
- * what gowsgi_request_finish does, in the same call, and the request is
- * freed: it returns 1, or -1 with *err filled if close() raised.  Otherwise
- * it returns 0 and the request stays the caller's.  Any OS thread, but the
- * caller keeps one thread for the request's life so thread-locals stay
- * put. */
-int gowsgi_request_next(gowsgi_req *rq, int sent, char *buf, size_t cap,
-			gowsgi_result *res, gowsgi_error *err);
+/* Creates a job (the C side of a Go slot) reporting to eventfd efd.
+ * Returns a new handle, or NULL out of memory.  gowsgi_job_in_of gives Go
+ * the part it fills. */
+gowsgi_job *gowsgi_job_new(int efd);
+gowsgi_job_in *gowsgi_job_in_of(gowsgi_job *job);
 
-/* sent, on next and finish, tells C that Go has sent the headers, so a later
- * start_response with exc_info re-raises instead of replacing them. */
+/* Makes room for n bytes of environ (env may move).  Returns 0, or -1 out
+ * of memory. */
+int gowsgi_job_env_reserve(gowsgi_job *job, size_t n);
 
-/* Calls the iterable's close(), expires wsgi.input, start_response and write
- * so references the app kept raise instead of reaching Go, and frees the
- * request.  Returns 0, or -1 with *err filled if close() raised. */
-int gowsgi_request_finish(gowsgi_req *rq, int sent, gowsgi_error *err);
+/* Frees a job no request uses. */
+void gowsgi_job_free(gowsgi_job *job);
 
-/* Raises the interpreter's RequestTimeout in the request whose result is
- * res: at once in its thread if it is running Python (as an asynchronous
- * exception), else when it next enters.  Any OS thread; res stays the
- * caller's. */
-void gowsgi_request_interrupt(gowsgi_interp *gi, gowsgi_result *res);
+/* A piece of the body: n bytes at p, valid until Go gives its batch back. */
+typedef struct {
+	const char *p;
+	size_t n;
+	int flags;
+} gowsgi_seg;
 
-/* The environ keys Go packs by index: gowsgi_key(i) for i < gowsgi_nkeys(). */
-int gowsgi_nkeys(void);
-const char *gowsgi_key(int i);
+enum { GOWSGI_SEG_WRITE = 1 }; /* the bytes came from write() */
+
+/* What gowsgi_job_next reports, in order: batches of body, then the end. */
+enum {
+	GOWSGI_WAIT = 0,  /* nothing yet: Go waits on the eventfd and asks again */
+	GOWSGI_MORE = 1,  /* segs/nseg: a batch to send, then give back */
+	GOWSGI_DONE = 2,  /* the response is complete; err set if close() raised */
+	GOWSGI_ERROR = 3, /* the app raised or broke the protocol; err is set */
+	GOWSGI_FILE = 4,  /* fd is a regular file to send from its offset,
+			     then gowsgi_job_file_sent; DONE follows */
+};
+
+typedef struct {
+	int state;
+	int status;           /* the status code, when hdrlen > 0 */
+	size_t hdrlen;        /* new status and headers at the start of hdrbuf */
+	size_t statuslen;     /* of those, the status line ("200 OK") */
+	const gowsgi_seg *segs;
+	int nseg;
+	int batch;            /* GOWSGI_MORE: pass it back to the next call */
+	int end;              /* GOWSGI_MORE: the batch is the last, and the
+				 request ended so (DONE or ERROR, err set as for
+				 them); no further call is needed unless owned */
+	int owned;            /* the batch keeps Python objects: give it back */
+	int64_t length;       /* the whole body's length when known, else -1 */
+	int fd;               /* GOWSGI_FILE: a descriptor the caller closes */
+	int64_t filesize;     /* GOWSGI_FILE: bytes from the offset to the end */
+	gowsgi_error err;     /* owned by the caller */
+} gowsgi_event;
+
+/* gowsgi_job_submit's outcomes. */
+enum {
+	GOWSGI_RAN = 1,        /* it ran on this thread; ev holds the first event */
+	GOWSGI_RAN_WRITER = 2, /* it ran here, and Go's writer (go_start_writer) reads the events */
+	GOWSGI_QUEUED = 3,     /* a worker will run it: read the events */
+	GOWSGI_FULL = 4,       /* max_queue requests are waiting */
+	GOWSGI_REFUSED = 5,    /* the scheduler is stopping */
+};
+
+/* Runs the job's request on this thread if the interpreter is idle, else
+ * queues it.  hdrbuf (HDR bytes, borrowed for the call) and ev receive the
+ * first event of a request run here.  After anything but FULL and
+ * REFUSED, the events are read with gowsgi_job_next until DONE or ERROR. */
+int gowsgi_job_submit(gowsgi_sched *s, gowsgi_job *job, char *hdrbuf, gowsgi_event *ev);
+
+/* Takes back a job still in the queue.  Returns 1 if it was (it will not
+ * run), 0 if it has started. */
+int gowsgi_job_cancel(gowsgi_sched *s, gowsgi_job *job);
+
+/* Gives back batch consumed (or -1), asks for no more body when stop is 1
+ * (enough sent) or 2 (the client is gone), and reports the next event into
+ * ev, new headers into hdrbuf (64 KiB, borrowed for the call).  Returns
+ * ev->state. */
+int gowsgi_job_next(gowsgi_job *job, int consumed, int stop, char *hdrbuf, gowsgi_event *ev);
+
+/* Tells the request's thread that the GOWSGI_FILE file was sent. */
+void gowsgi_job_file_sent(gowsgi_job *job);
+
+/* Raises the interpreter's RequestTimeout in the job's request if it has
+ * run its Python for timeout ns, at once if the thread is in Python, else
+ * when it next enters.  Returns 0, or the ns left before it will have (a
+ * request that started late, or is still queued): call again then. */
+int64_t gowsgi_job_interrupt(gowsgi_interp *gi, gowsgi_job *job, int64_t timeout);
 
 #endif

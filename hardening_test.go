@@ -59,6 +59,7 @@ func TestReadAfterTheResponse(t *testing.T) {
 		n, _ := conn.Read(buf)
 		assert.Contains(t, string(buf[:n]), "answered before the body came")
 		conn.Close()
+		get(t, srv, "/go-on") // the response is over: the reader reads again
 		state := get(t, srv, "/state").body
 		assert.Contains(t, state, "'"+path+" second': 'ValueError'", "a read after the response raises: %s", state)
 		assert.Equal(t, 200, get(t, srv, "/state").status, "and the process lives on")

@@ -127,10 +127,12 @@ func PythonVersion() string {
 	return rt.version
 }
 
-// interp is one Python interpreter owned by a handler.
+// interp is one Python interpreter owned by a handler, and the scheduler
+// that runs requests in it.
 type interp struct {
-	c    *C.gowsgi_interp
-	main bool
+	c     *C.gowsgi_interp
+	sched *C.gowsgi_sched
+	main  bool
 
 	// Requests hold mu shared while they use the interpreter; ending it
 	// takes mu, so it waits for them.
@@ -182,6 +184,11 @@ func newInterp(o *options, handler uintptr) (*interp, error) {
 	if ip.c == nil {
 		ip.releaseMain()
 		return nil, fmt.Errorf("wsgi: create interpreter: %w", takeError(&cerr))
+	}
+	ip.sched = C.gowsgi_sched_new(ip.c, C.int(o.threads), C.int(o.maxQueue))
+	if ip.sched == nil {
+		ip.end(context.Background(), slog.New(slog.DiscardHandler))
+		return nil, errors.New("wsgi: out of memory for the interpreter's scheduler")
 	}
 	if err := ip.load(o); err != nil {
 		ip.end(context.Background(), slog.New(slog.DiscardHandler))
@@ -318,8 +325,16 @@ func (ip *interp) end(ctx context.Context, log *slog.Logger) {
 			break
 		}
 	}
+	if ip.sched != nil {
+		// The workers delete their thread states as they exit, before
+		// the interpreter ends.
+		C.gowsgi_sched_stop(ip.sched)
+	}
 	onControl(func() { C.gowsgi_interp_end(ip.c) })
-	ip.c = nil
+	if ip.sched != nil {
+		C.gowsgi_sched_free(ip.sched)
+	}
+	ip.c, ip.sched = nil, nil
 	ip.releaseMain()
 }
 
@@ -453,7 +468,10 @@ func (h *Handler) reloadLocked() error {
 			h.retiring.Add(1)
 			go func() {
 				defer h.retiring.Done()
-				old.end(context.Background(), h.log) // after the requests still running on it
+				old.mu.Lock() // after the requests still running on it
+				m.retire(old)
+				old.mu.Unlock()
+				old.end(context.Background(), h.log)
 			}()
 		}
 		return nil

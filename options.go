@@ -79,6 +79,7 @@ type options struct {
 	maxBody         int64     // 0: no limit
 	accessLog       *accessLog
 	requestTimeout  time.Duration
+	sendTimeout     time.Duration
 	queueTimeout    time.Duration
 	maxQueue        int
 	trusted         []netip.Prefix
@@ -89,8 +90,12 @@ type options struct {
 // once when WithThreads is not given.
 const defaultThreads = 8
 
+// defaultSendTimeout is WithSendTimeout's default, nginx's send_timeout.
+const defaultSendTimeout = 60 * time.Second
+
 func defaultOptions() options {
-	return options{threads: defaultThreads, bufferSize: os.Getpagesize(), interpreters: runtime.GOMAXPROCS(0)}
+	return options{threads: defaultThreads, bufferSize: os.Getpagesize(), interpreters: runtime.GOMAXPROCS(0),
+		sendTimeout: defaultSendTimeout}
 }
 
 // check validates combinations once every option is applied.
@@ -501,6 +506,25 @@ func WithRequestTimeout(d time.Duration) Option {
 			return fmt.Errorf("WithRequestTimeout(%v): use 0 for none, or a positive duration", d)
 		}
 		o.requestTimeout = d
+		return nil
+	}
+}
+
+// WithSendTimeout cuts a client that takes longer than d to take a piece
+// of the response (64 KiB, or 256 KiB of a file): the write fails, the
+// app's iteration stops or its write() raises OSError, and close() runs.
+// As nginx's send_timeout, it bounds the time between two writes, not the
+// whole response, so a long download at a steady pace is never cut. The
+// deadline replaces the server's own write deadline (http.Server's
+// WriteTimeout) while the body is sent, and is cleared after it. Default
+// 60 seconds; 0 means no timeout. A ResponseWriter that takes no
+// deadlines (a recorder) is written without one.
+func WithSendTimeout(d time.Duration) Option {
+	return func(o *options) error {
+		if d < 0 {
+			return fmt.Errorf("WithSendTimeout(%v): use 0 for none, or a positive duration", d)
+		}
+		o.sendTimeout = d
 		return nil
 	}
 }

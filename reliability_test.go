@@ -90,7 +90,7 @@ func TestQueueLimits(t *testing.T) {
 	assert.Equal(t, 1, count, "refused requests never entered Python")
 	st := h.Stats()
 	assert.Equal(t, uint64(2), st.Rejected)
-	assert.Greater(t, st.SlotWait, 250*time.Millisecond)
+	assert.Greater(t, st.QueueWait, 250*time.Millisecond)
 }
 
 func TestQueuedClientLeaves(t *testing.T) {

@@ -1,5 +1,10 @@
 package wsgi
 
+/*
+#include "cpython.h"
+*/
+import "C"
+
 import (
 	"expvar"
 	"sync"
@@ -15,14 +20,25 @@ var (
 // Stats are a handler's counters since it was created. All fields are
 // read at one moment, though not atomically together.
 type Stats struct {
-	InFlight int64         // requests holding a thread: inside the app or writing its response
-	Queued   int64         // requests waiting for a thread
-	Served   uint64        // requests the app answered
-	Errors   uint64        // app errors: 500s and aborted responses
-	Timeouts uint64        // requests stopped by WithRequestTimeout (504 or aborted)
-	Stuck    int64         // timed-out requests whose thread has not come back from C code
-	Rejected uint64        // requests refused without running the app: 503 (queue full or timed out, shutting down) and 413
-	SlotWait time.Duration // time requests spent waiting for a thread, in all
+	InFlight int64  // requests being served: queued, in the app, or sending
+	Running  int64  // requests holding a place: running Python, or blocked in it on I/O
+	Queued   int64  // requests waiting for a place
+	Blocked  int64  // requests whose Python waits for their client, holding no place
+	Workers  int64  // threads the interpreters' schedulers keep
+	Served   uint64 // responses the app completed
+	Errors   uint64 // app errors: 500s and aborted responses
+	Timeouts uint64 // requests stopped by WithRequestTimeout (504 or aborted)
+	Stuck    int64  // timed-out requests that have not come back
+	Rejected uint64 // requests refused without running the app: 503 (queue full or timed out, shutting down) and 413
+
+	// QueueWait is the time requests spent queued before they started, in
+	// all; PlaceWait, the time requests that had given their place back
+	// (waiting for a client) waited for one to go on; GILWait, the time
+	// threads waited for the GIL to run a request's Python. Together they
+	// are what requests lost to other requests.
+	QueueWait time.Duration
+	PlaceWait time.Duration
+	GILWait   time.Duration
 
 	// Interpreters has one entry per interpreter of the handler: one, or
 	// WithInterpreters for IsolatedInterpreters.
@@ -31,42 +47,75 @@ type Stats struct {
 
 // InterpreterStats are the figures of one interpreter of a handler.
 type InterpreterStats struct {
-	Busy     int           // requests holding one of its threads
-	Served   uint64        // requests it ran
-	SlotWait time.Duration // time requests it ran had waited for a thread
+	Running int64 // requests holding one of its places
+	Queued  int64 // requests waiting for one
+	Blocked int64 // requests waiting for their client
+	Workers int64 // its scheduler's threads
+
+	Served     uint64 // requests it ran
+	Direct     uint64 // of which on the thread of the request's own goroutine
+	BackToBack uint64 // of which right after another on a thread that kept the GIL
+
+	QueueWait time.Duration
+	PlaceWait time.Duration
+	GILWait   time.Duration
 }
 
 // counters are the live values behind Stats.
 type counters struct {
-	inFlight, queued, stuck  atomic.Int64
+	stuck                    atomic.Int64
 	served, errors, timeouts atomic.Uint64
 	rejected                 atomic.Uint64
-	slotWait                 atomic.Int64 // nanoseconds
 }
 
 // Stats returns the handler's counters.
 func (h *Handler) Stats() Stats {
 	c := &h.stats
 	st := Stats{
-		InFlight: c.inFlight.Load(),
-		Queued:   c.queued.Load(),
+		InFlight: h.active.Load(),
 		Served:   c.served.Load(),
 		Errors:   c.errors.Load(),
 		Timeouts: c.timeouts.Load(),
 		Stuck:    c.stuck.Load(),
 		Rejected: c.rejected.Load(),
-		SlotWait: time.Duration(c.slotWait.Load()),
 	}
-	h.pickMu.Lock()
 	for _, m := range h.members {
-		st.Interpreters = append(st.Interpreters, InterpreterStats{
-			Busy:     m.busy,
-			Served:   m.served.Load(),
-			SlotWait: time.Duration(m.slotWait.Load()),
-		})
+		is := m.stats()
+		st.Running += is.Running
+		st.Queued += is.Queued
+		st.Blocked += is.Blocked
+		st.Workers += is.Workers
+		st.QueueWait += is.QueueWait
+		st.PlaceWait += is.PlaceWait
+		st.GILWait += is.GILWait
+		st.Interpreters = append(st.Interpreters, is)
 	}
-	h.pickMu.Unlock()
 	return st
+}
+
+// stats reads the member's current interpreter's scheduler, plus what
+// interpreters it replaced had counted.
+func (m *member) stats() InterpreterStats {
+	var st C.gowsgi_sched_stats
+	ip := m.ip.Load()
+	ip.mu.RLock()
+	if !ip.dead && ip.sched != nil {
+		C.gowsgi_sched_stats_get(ip.sched, &st)
+	}
+	ip.mu.RUnlock()
+	r := &m.retired
+	return InterpreterStats{
+		Running:    int64(st.running),
+		Queued:     int64(st.queued),
+		Blocked:    int64(st.blocked),
+		Workers:    int64(st.workers),
+		Served:     uint64(st.served) + r.served.Load(),
+		Direct:     uint64(st.direct) + r.direct.Load(),
+		BackToBack: uint64(st.back_to_back) + r.backToBack.Load(),
+		QueueWait:  time.Duration(int64(st.queue_wait_ns) + r.queueWait.Load()),
+		PlaceWait:  time.Duration(int64(st.wait_ns) + r.waitNs.Load()),
+		GILWait:    time.Duration(int64(st.gil_wait_ns) + r.gilWait.Load()),
+	}
 }
 
 // publishExpvar makes Stats visible as the expvar name (on /debug/vars

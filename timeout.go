@@ -11,71 +11,63 @@ import (
 	"time"
 )
 
-// A watch is the part of a slot that other goroutines touch: the timeout
-// timer and callbacks from Python threads other than the request's.
+// A watch is a request's WithRequestTimeout: a timer that raises
+// gowsgi.RequestTimeout in the request's thread once its Python has run
+// for the timeout, and reports the request stuck if it has not come back
+// after twice that.
 type watch struct {
-	// gen counts the slot's requests. C passes it back with every
-	// callback, and the timer keeps the one it was armed for, so neither
-	// can act on a later request that reuses the slot.
-	gen atomic.Uint64
-	// cb is held shared by a callback while it uses the request; the
-	// request takes it before the slot is reused, so it waits for them.
-	cb sync.RWMutex
+	timedOut atomic.Bool // the timeout fired: the app's error is a 504
 
-	mu       sync.Mutex
-	armed    bool        // a request is being watched; guarded by mu
-	stuck    bool        // counted in Stats.Stuck; guarded by mu
-	inCall   atomic.Bool // the request is inside a cgo call
-	timedOut atomic.Bool // the timeout fired for the current request
+	mu    sync.Mutex
+	over  bool // the request has ended; guarded by mu
+	stuck bool // counted in Stats.Stuck; guarded by mu
+	timer *time.Timer
 }
 
-// watch arms the request timeout for the slot's request and returns the
-// function that disarms it, which the request calls when it is done.
-func (s *slot) watch(ip *interp, d time.Duration) (disarm func()) {
-	wt := s.wt
-	gen := wt.gen.Load()
-	wt.mu.Lock()
-	wt.armed = true
-	wt.timedOut.Store(false)
-	// What a timer of an earlier request left must not reach this one.
-	s.res.pending, s.res.interrupted, s.res.busy = 0, 0, 0
-	wt.mu.Unlock()
-
-	var stuckTimer *time.Timer
-	timer := time.AfterFunc(d, func() {
+// watchTimeout arms the request timeout and returns the function that
+// disarms it, which the request calls when it is done. The timeout counts
+// from the app call: a request still queued when it first fires is given
+// the time it has left, as C reports it.
+func (rq *request) watchTimeout(d time.Duration) (disarm func()) {
+	wt := &watch{}
+	rq.watch = wt
+	h, job, ip := rq.h, rq.s.job, rq.ip
+	var fire func()
+	fire = func() {
 		wt.mu.Lock()
 		defer wt.mu.Unlock()
-		if !wt.armed || wt.gen.Load() != gen {
+		if wt.over {
 			return // a timer that fired late, for a request now gone
 		}
+		if left := C.gowsgi_job_interrupt(ip.c, job, C.int64_t(d)); left > 0 {
+			wt.timer = time.AfterFunc(time.Duration(left), fire)
+			return
+		}
 		wt.timedOut.Store(true)
-		s.h.stats.timeouts.Add(1)
-		C.gowsgi_request_interrupt(ip.c, s.res)
-		stuckTimer = time.AfterFunc(d, func() {
+		h.stats.timeouts.Add(1)
+		wt.timer = time.AfterFunc(d, func() {
 			wt.mu.Lock()
 			defer wt.mu.Unlock()
-			if wt.armed && wt.gen.Load() == gen && wt.inCall.Load() {
+			if !wt.over {
 				// Log before counting, so whoever sees the count
 				// also finds the line.
-				s.h.log.Error("wsgi: a timed-out request is still in C code and cannot be interrupted; its thread stays busy until it returns",
-					"method", s.r.Method, "path", s.r.URL.Path, "timeout", d)
+				h.log.Error("wsgi: a timed-out request is still in C code and cannot be interrupted; its thread stays busy until it returns",
+					append(rq.attrs(), "timeout", d)...)
 				wt.stuck = true
-				s.h.stats.stuck.Add(1)
+				h.stats.stuck.Add(1)
 			}
 		})
-	})
+	}
+	wt.timer = time.AfterFunc(d, fire)
 	return func() {
-		timer.Stop()
 		wt.mu.Lock()
 		defer wt.mu.Unlock()
-		if stuckTimer != nil {
-			stuckTimer.Stop()
-		}
-		wt.armed = false
+		wt.over = true
+		wt.timer.Stop()
 		if wt.stuck {
 			wt.stuck = false
-			s.h.log.Warn("wsgi: a stuck request came back", "method", s.r.Method, "path", s.r.URL.Path)
-			s.h.stats.stuck.Add(-1)
+			h.log.Warn("wsgi: a stuck request came back", rq.attrs()...)
+			h.stats.stuck.Add(-1)
 		}
 	}
 }

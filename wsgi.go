@@ -11,22 +11,20 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"strings"
 	"sync"
 	"sync/atomic"
-	"time"
 	"unsafe"
 )
 
-// Errors of the handler. A request refused for one of them gets 503 with
-// Retry-After and never enters Python.
+// ErrClosed is returned by [Handler.Reload] after shutdown has begun; a
+// request that comes then gets 503 with Retry-After and never enters
+// Python.
+var ErrClosed = errors.New("wsgi: handler closed")
+
+// Why a request was answered 503 without running: in the response body.
 var (
-	// ErrClosed: the handler is shutting down (or Reload after Close).
-	ErrClosed = errors.New("wsgi: handler closed")
-	// ErrQueueFull: WithMaxQueue requests were already waiting.
-	ErrQueueFull = errors.New("wsgi: too many requests waiting for a thread")
-	// ErrQueueTimeout: the request waited WithQueueTimeout for a thread.
-	ErrQueueTimeout = errors.New("wsgi: timed out waiting for a thread")
+	errQueueFull    = errors.New("wsgi: too many requests waiting for a thread (WithMaxQueue)")
+	errQueueTimeout = errors.New("wsgi: timed out waiting for a thread (WithQueueTimeout)")
 )
 
 // A PythonError is a Python exception copied into Go: loading errors from
@@ -47,7 +45,7 @@ func (e *PythonError) Error() string {
 // A Handler serves one WSGI application as an http.Handler. It owns a
 // Python interpreter (see [WithInterpreter]); many handlers, each with its
 // own app, can live in one process. ServeHTTP is safe for concurrent use;
-// [WithThreads] requests run in Python at once and the rest wait in Go.
+// [WithThreads] requests run in Python at once and the rest wait.
 type Handler struct {
 	opts   options
 	log    *slog.Logger
@@ -58,12 +56,14 @@ type Handler struct {
 	retiring    sync.WaitGroup // interpreters replaced and being ended
 	restartOnce sync.Once
 	stats       counters
+	seq         atomic.Uint64 // numbers requests for their ids
 
-	slots   []slot
 	members []*member
-	pickMu  sync.Mutex
-	tokens  chan struct{} // one per idle slot: the admission semaphore
+	slots   slotPool
+
+	active  atomic.Int64  // requests inside ServeHTTP past the shutdown check
 	done    chan struct{} // closed when shutdown begins
+	drained chan struct{} // signalled when active falls to 0 after done
 
 	closeOnce sync.Once
 	endMu     sync.Mutex
@@ -93,17 +93,16 @@ func NewHandler(opts ...Option) (*Handler, error) {
 		n = o.interpreters
 	}
 	h := &Handler{
-		opts:   o,
-		log:    o.logger,
-		slots:  make([]slot, n*o.threads),
-		tokens: make(chan struct{}, n*o.threads),
-		done:   make(chan struct{}),
+		opts:    o,
+		log:     o.logger,
+		done:    make(chan struct{}),
+		drained: make(chan struct{}, 1),
 	}
 	if h.log == nil {
 		h.log = slog.Default()
 	}
 	h.handle = register(h)
-	for i := range n {
+	for range n {
 		ip, err := newInterp(&o, h.handle)
 		if err != nil {
 			for _, m := range h.members {
@@ -112,15 +111,9 @@ func NewHandler(opts ...Option) (*Handler, error) {
 			unregister(h.handle)
 			return nil, err
 		}
-		m := &member{idx: i}
+		m := &member{}
 		m.ip.Store(ip)
 		h.members = append(h.members, m)
-	}
-	for i := range h.slots {
-		m := h.members[i/o.threads]
-		h.slots[i].init(h, m, i)
-		m.free = append(m.free, i)
-		h.tokens <- struct{}{}
 	}
 	if o.expvarName != "" {
 		h.publishExpvar(o.expvarName)
@@ -131,14 +124,17 @@ func NewHandler(opts ...Option) (*Handler, error) {
 // ServeHTTP runs the app for r. See the package documentation for the
 // environ it builds and how errors become HTTP.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	id := requestID{h.handle, h.seq.Add(1)}
 	if l := h.opts.accessLog; l != nil {
-		l.serve(w, r, h.serveHTTP)
+		l.serve(w, r, id, h.serveHTTP)
 		return
 	}
-	h.serveHTTP(w, r)
+	h.serveHTTP(w, r, id)
 }
 
-func (h *Handler) serveHTTP(w http.ResponseWriter, r *http.Request) {
+// serveHTTP is a request's life: the limits, a slot, the start of the
+// body, an interpreter, then the request itself (request.go).
+func (h *Handler) serveHTTP(w http.ResponseWriter, r *http.Request, id requestID) {
 	if max := h.opts.maxBody; max > 0 {
 		if r.ContentLength > max {
 			h.stats.rejected.Add(1)
@@ -150,72 +146,63 @@ func (h *Handler) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			r.Body = http.MaxBytesReader(w, r.Body, max)
 		}
 	}
-	early := readEarly(r)
-	defer early.free()
-	s, err := h.acquire(r.Context())
-	if err != nil {
-		if r.Context().Err() != nil {
-			return // the client went away while waiting: nobody to answer
-		}
-		h.stats.rejected.Add(1)
-		w.Header().Set("Retry-After", "1")
-		http.Error(w, "503 service unavailable: "+strings.TrimPrefix(err.Error(), "wsgi: "), http.StatusServiceUnavailable)
+	rq := &request{h: h, w: w, r: r, id: id}
+	rq.resp.cl = -1
+	if !h.enter() {
+		rq.refuse(ErrClosed)
 		return
 	}
-	h.stats.inFlight.Add(1)
-	defer h.stats.inFlight.Add(-1)
-	defer h.release(s)
-	defer h.stats.served.Add(1)
-	defer s.m.served.Add(1)
-	s.w, s.r, s.early = w, r, early
+	defer h.leave()
+	s, err := h.slots.get()
+	if err != nil {
+		rq.refuse(err)
+		return
+	}
+	defer h.slots.put(s)
+	defer rq.cleanup()
+	rq.s = s
+	rq.early = readEarly(r, s.ibuf())
 	if h.opts.reloading {
 		h.reloadIfChanged(w)
 	}
-	ip := s.m.enter()
+	m := h.pick()
+	defer m.load.Add(-1)
+	ip := m.enter()
 	defer ip.mu.RUnlock()
-	if d := h.opts.requestTimeout; d > 0 {
-		defer s.watch(ip, d)()
-	}
-	s.serve(ip)
+	rq.m, rq.ip = m, ip
+	rq.serve()
 }
 
-// acquire waits for a free slot: until one frees, the request's context
-// ends, the handler shuts down or WithQueueTimeout passes.
-func (h *Handler) acquire(ctx context.Context) (*slot, error) {
+// cleanup drops what the request kept once it is over.
+func (rq *request) cleanup() {
+	if rq.resp.wbuf != nil {
+		rq.resp.wbuf.Close()
+	}
+	rq.s.out = rq.resp.out[:0]
+}
+
+// enter counts a request in, unless shutdown has begun.
+func (h *Handler) enter() bool {
+	h.active.Add(1)
 	select {
 	case <-h.done:
-		return nil, ErrClosed
+		h.leave()
+		return false
 	default:
+		return true
 	}
-	select {
-	case <-h.tokens:
-		return h.pick(), nil
-	default:
-	}
-	if q := h.stats.queued.Add(1); h.opts.maxQueue > 0 && q > int64(h.opts.maxQueue) {
-		h.stats.queued.Add(-1)
-		return nil, ErrQueueFull
-	}
-	defer h.stats.queued.Add(-1)
-	start := time.Now()
-	defer func() { h.stats.slotWait.Add(int64(time.Since(start))) }()
-	var expired <-chan time.Time
-	if d := h.opts.queueTimeout; d > 0 {
-		t := time.NewTimer(d)
-		defer t.Stop()
-		expired = t.C
-	}
-	select {
-	case <-h.tokens:
-		s := h.pick()
-		s.m.slotWait.Add(int64(time.Since(start)))
-		return s, nil
-	case <-h.done:
-		return nil, ErrClosed
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	case <-expired:
-		return nil, ErrQueueTimeout
+}
+
+func (h *Handler) leave() {
+	if h.active.Add(-1) == 0 {
+		select {
+		case <-h.done:
+			select {
+			case h.drained <- struct{}{}:
+			default:
+			}
+		default:
+		}
 	}
 }
 
@@ -231,18 +218,9 @@ func (h *Handler) Shutdown(ctx context.Context) error {
 	if h.ended {
 		return nil
 	}
-	taken := 0
-	defer func() {
-		if !h.ended {
-			for ; taken > 0; taken-- {
-				h.tokens <- struct{}{}
-			}
-		}
-	}()
-	for taken < len(h.slots) {
+	for h.active.Load() > 0 {
 		select {
-		case <-h.tokens:
-			taken++
+		case <-h.drained:
 		case <-ctx.Done():
 			return ctx.Err()
 		}
@@ -253,9 +231,7 @@ func (h *Handler) Shutdown(ctx context.Context) error {
 		m.ip.Load().end(ctx, h.log)
 	}
 	h.reloadMu.Unlock()
-	for i := range h.slots {
-		h.slots[i].free()
-	}
+	h.slots.freeAll()
 	unregister(h.handle)
 	h.ended = true
 	return nil

@@ -248,9 +248,12 @@ func TestCgoCallsPerRequest(t *testing.T) {
 	assert.Equal(t, int64(n), calls, "cgo calls for %d list responses", n)
 }
 
-// TestCgoCallsPerStream checks the budget of an iterated response: start,
-// then one call per further chunk, and one for the end that also closes the
-// iterable. A Flask or Django response is such an iterable.
+// TestCgoCallsPerStream checks the budget of an iterated response: the
+// submit, then one call per batch of chunks Go takes, the last of which
+// brings the end. A Flask or Django response is such an iterable. How the
+// chunks fall into batches depends on how fast the writer takes them: at
+// best the three leave in one batch (two calls in all), at worst one each
+// and the end alone (five); four is what the per-chunk design cost.
 func TestCgoCallsPerStream(t *testing.T) {
 	h, _ := newHandler(t, "application")
 	req := httptest.NewRequest("GET", "/stream?n=3", nil)
@@ -264,7 +267,8 @@ func TestCgoCallsPerStream(t *testing.T) {
 	}
 	calls := runtime.NumCgoCall() - before
 	assert.Equal(t, 200, rec.Code)
-	assert.Equal(t, int64(4*n), calls, "cgo calls for %d responses of 3 chunks", n)
+	assert.LessOrEqual(t, calls, int64(4*n), "cgo calls for %d responses of 3 chunks", n)
+	t.Logf("%.2f cgo calls per response of 3 chunks", float64(calls)/n)
 }
 
 // panicWriter panics on Write, as a broken middleware might.

@@ -445,6 +445,36 @@ def closed(environ, start_response):
     return json_response(start_response, CLOSED)
 
 
+def big_stream(environ, start_response):
+    """A fast generator of n chunks of size bytes whose close() is
+    recorded in CLOSED under ?tag=."""
+    n, size = int_arg(environ, "n", 100), int_arg(environ, "size", 65536)
+    tag = query(environ).get("tag", "")
+
+    def chunks():
+        for _ in range(n):
+            yield b"g" * size
+    start_response("200 OK", [OCTET])
+    return CloseMarker(tag, chunks())
+
+
+def write_big(environ, start_response):
+    """Sends n x size bytes through write(), then records ?tag= in CLOSED."""
+    n, size = int_arg(environ, "n", 100), int_arg(environ, "size", 65536)
+    write = start_response("200 OK", [OCTET])
+    try:
+        for _ in range(n):
+            write(b"w" * size)
+    finally:
+        CLOSED.append(query(environ).get("tag", ""))
+    return []
+
+
+def native_thread(environ, start_response):
+    """The OS thread running this request."""
+    return text(start_response, str(threading.get_native_id()).encode())
+
+
 # ------------------------------------------------- thread / context state
 
 class ThreadLocalBody:
@@ -653,13 +683,20 @@ def steps(environ, start_response):
 
 
 def write_spill(environ, start_response):
-    """Writes n x 100 bytes, then how many files are under ?dir= now (the
-    gateway's write buffer spills there)."""
+    """Writes n x 100 bytes, then how many files are under ?dir= (the
+    gateway's write buffer spills there), waiting up to 5 s for ?want= of
+    them: the gateway takes what write() queued while the app goes on."""
     import os
     write = start_response("200 OK", [TEXT])
     for _ in range(int_arg(environ, "n", 1)):
         write(b"w" * 100)
-    count = sum(len(files) for _, _, files in os.walk(query(environ)["dir"]))
+    want = int_arg(environ, "want", 0)
+    deadline = time.monotonic() + 5
+    while True:
+        count = sum(len(files) for _, _, files in os.walk(query(environ)["dir"]))
+        if count >= want or time.monotonic() > deadline:
+            break
+        time.sleep(0.01)
     write(f"files={count}".encode())
     return []
 
@@ -822,6 +859,9 @@ ROUTES = {
     "/keep": keep,
     "/use-kept": use_kept,
     "/hello": hello,
+    "/big-stream": big_stream,
+    "/write-big": write_big,
+    "/native-thread": native_thread,
     "/busy": busy,
     "/busy-stream": busy_stream,
     "/read-catch": read_catch,

@@ -204,7 +204,7 @@ func TestFlagsReachTheLibrary(t *testing.T) {
 		return strings.Count(string(b), "\n") >= 2
 	}, 5*time.Second, 20*time.Millisecond)
 	logged, _ := os.ReadFile(logPath)
-	assert.Regexp(t, `(?m)^\S+ - - \[[^]]+\] "GET / HTTP/1.1" 200 \d+ "-" "Go-http-client/1.1"$`, string(logged))
+	assert.Regexp(t, `(?m)^\S+ - - \[[^]]+\] "GET / HTTP/1.1" 200 \d+ "-" "Go-http-client/1.1" \d+-\d+$`, string(logged))
 	assert.Contains(t, string(logged), `"POST / HTTP/1.1" 413`)
 }
 

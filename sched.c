@@ -1,0 +1,536 @@
+/* Who runs a request, and when.
+ *
+ * An interpreter has one GIL, so at most one thread runs its Python at a
+ * time.  Threads that take turns on it cost a hand-off each: the kernel
+ * wakes the next, often on the other core.  So:
+ *
+ *   - A place (WithThreads of them) is a request running Python: in the
+ *     app, or blocked inside it on I/O.  A request waiting for its client
+ *     (a slow reader, a file being sent, the request body) gives its place
+ *     back, and takes one again to go on.
+ *   - When the interpreter is idle, the Go call that submits a request runs
+ *     it on its own thread ("direct"): no hand-off at all.
+ *   - Otherwise the request is queued, and worker threads run the queue.  A
+ *     worker that finishes a request while no other request holds a place
+ *     runs the next queued one without letting go of the GIL: requests of
+ *     an app that spends its time in Python run back to back on one
+ *     thread, with no hand-off between them.
+ *   - One idle worker stands by, waiting for the GIL, while requests are
+ *     queued: if the running request blocks on I/O and releases the GIL,
+ *     the standby gets it at once and starts the next request, so an app
+ *     that waits on a database still overlaps its requests.  If the
+ *     running request does not block, the standby takes a turn after
+ *     CPython's switch interval (5 ms by default), as any Python thread.
+ *   - A request that finishes while others hold places lets go of the GIL
+ *     (they may be waiting for it) and its thread goes idle; the standby
+ *     or one of them goes on.
+ *
+ * A request's Python, from the app call to close(), runs on one thread,
+ * so threading.local values hold throughout; each request runs in a
+ * contextvars.Context of its own.
+ */
+#include "gowsgi.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "_cgo_export.h"
+
+/* How long a request's thread waits for Go with its place before it gives
+ * the place back: long enough for a client that keeps up. */
+#define SHORT_WAIT_NS (200 * 1000)
+/* An idle worker beyond the first exits after this long. */
+#define IDLE_EXIT_NS (30LL * 1000 * 1000 * 1000)
+
+enum { ROLE_IDLE = 0, ROLE_STANDBY = 1 };
+
+typedef struct worker {
+	gowsgi_sched *s;
+	pthread_cond_t cv;
+	int role;
+	int idle; /* on the idle list */
+	struct worker *next;
+} worker;
+
+/* A thread waiting for a place, first come first served. */
+typedef struct place_waiter {
+	pthread_cond_t cv;
+	int granted;
+	struct place_waiter *next;
+} place_waiter;
+
+struct gowsgi_sched {
+	pthread_mutex_t mu;
+	gowsgi_interp *gi;
+	int places, running, max_queue;
+	gowsgi_job *qhead, *qtail;
+	int qlen;
+	place_waiter *whead, *wtail;
+	int nwait;
+	worker *idle;
+	int nidle, nworkers;
+	int standby;  /* a worker waits for the GIL to start queued requests */
+	int stopping;
+	int blocked;  /* requests waiting for their client */
+	pthread_cond_t exited;
+	PyObject **garbage; /* references Go gave back, released with the GIL */
+	int ngarbage, capgarbage;
+	gowsgi_sched_stats st;
+};
+
+int64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static struct timespec deadline(int64_t ns)
+{
+	int64_t t = now_ns() + ns;
+	return (struct timespec){.tv_sec = t / 1000000000, .tv_nsec = t % 1000000000};
+}
+
+static void cond_init(pthread_cond_t *cv)
+{
+	pthread_condattr_t a;
+	pthread_condattr_init(&a);
+	pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+	pthread_cond_init(cv, &a);
+	pthread_condattr_destroy(&a);
+}
+
+/* ------------------------------------------------------------- places */
+
+static void ensure_standby(gowsgi_sched *s);
+
+/* Gives a place back: to the first thread waiting for one, or to the pool.
+ * mu held. */
+static void place_give(gowsgi_sched *s)
+{
+	place_waiter *w = s->whead;
+	if (w != NULL) {
+		s->whead = w->next;
+		if (s->whead == NULL)
+			s->wtail = NULL;
+		s->nwait--;
+		w->granted = 1; /* running stays: the place changes hands */
+		pthread_cond_signal(&w->cv);
+		return;
+	}
+	s->running--;
+	ensure_standby(s);
+}
+
+/* Takes a place, waiting behind earlier comers.  mu held. */
+static void place_take(gowsgi_sched *s)
+{
+	if (s->running < s->places && s->whead == NULL) {
+		s->running++;
+		return;
+	}
+	place_waiter w = {.granted = 0, .next = NULL};
+	cond_init(&w.cv);
+	if (s->wtail)
+		s->wtail->next = &w;
+	else
+		s->whead = &w;
+	s->wtail = &w;
+	s->nwait++;
+	while (!w.granted)
+		pthread_cond_wait(&w.cv, &s->mu);
+	pthread_cond_destroy(&w.cv);
+}
+
+/* ------------------------------------------------------------- garbage */
+
+void sched_discard(gowsgi_sched *s, PyObject **owners, int n)
+{
+	pthread_mutex_lock(&s->mu);
+	if (s->ngarbage + n > s->capgarbage) {
+		int cap = s->capgarbage ? s->capgarbage : 64;
+		while (cap < s->ngarbage + n)
+			cap *= 2;
+		PyObject **g = realloc(s->garbage, cap * sizeof *g);
+		if (g == NULL) {
+			/* Out of memory: leak them rather than touch Python
+			 * without the GIL. */
+			pthread_mutex_unlock(&s->mu);
+			free(owners);
+			return;
+		}
+		s->garbage = g;
+		s->capgarbage = cap;
+	}
+	memcpy(s->garbage + s->ngarbage, owners, n * sizeof *owners);
+	s->ngarbage += n;
+	pthread_mutex_unlock(&s->mu);
+	free(owners);
+}
+
+void sched_collect(gowsgi_sched *s)
+{
+	if (__atomic_load_n(&s->ngarbage, __ATOMIC_RELAXED) == 0)
+		return;
+	pthread_mutex_lock(&s->mu);
+	PyObject **g = s->garbage;
+	int n = s->ngarbage;
+	s->garbage = NULL;
+	s->ngarbage = s->capgarbage = 0;
+	pthread_mutex_unlock(&s->mu);
+	for (int i = 0; i < n; i++)
+		Py_DECREF(g[i]);
+	free(g);
+}
+
+/* ------------------------------------------------------------- waiting */
+
+void job_wait(gowsgi_job *job, int (*ready)(gowsgi_job *))
+{
+	gowsgi_sched *s = job->sched;
+	pthread_mutex_unlock(&job->mu);
+	PyThreadState *ts = PyEval_SaveThread();
+	pthread_mutex_lock(&job->mu);
+	struct timespec dl = deadline(SHORT_WAIT_NS);
+	while (!ready(job))
+		if (pthread_cond_timedwait(&job->cv, &job->mu, &dl) == ETIMEDOUT)
+			break;
+	if (!ready(job)) {
+		/* A slow client: the place goes to another request. */
+		pthread_mutex_unlock(&job->mu);
+		pthread_mutex_lock(&s->mu);
+		s->blocked++;
+		place_give(s);
+		pthread_mutex_unlock(&s->mu);
+		pthread_mutex_lock(&job->mu);
+		while (!ready(job))
+			pthread_cond_wait(&job->cv, &job->mu);
+		pthread_mutex_unlock(&job->mu);
+		int64_t t0 = now_ns();
+		pthread_mutex_lock(&s->mu);
+		s->blocked--;
+		place_take(s);
+		s->st.wait_ns += now_ns() - t0;
+		pthread_mutex_unlock(&s->mu);
+		pthread_mutex_lock(&job->mu);
+	}
+	pthread_mutex_unlock(&job->mu);
+	int64_t t0 = now_ns();
+	PyEval_RestoreThread(ts);
+	__atomic_add_fetch(&s->st.gil_wait_ns, now_ns() - t0, __ATOMIC_RELAXED);
+	pthread_mutex_lock(&job->mu);
+}
+
+void sched_block(gowsgi_job *job)
+{
+	gowsgi_sched *s = job->sched;
+	job->blocked_ts = PyEval_SaveThread();
+	pthread_mutex_lock(&s->mu);
+	s->blocked++;
+	place_give(s);
+	pthread_mutex_unlock(&s->mu);
+}
+
+void sched_unblock(gowsgi_job *job)
+{
+	gowsgi_sched *s = job->sched;
+	int64_t t0 = now_ns();
+	pthread_mutex_lock(&s->mu);
+	s->blocked--;
+	place_take(s);
+	int64_t t1 = now_ns();
+	s->st.wait_ns += t1 - t0;
+	pthread_mutex_unlock(&s->mu);
+	PyEval_RestoreThread(job->blocked_ts);
+	__atomic_add_fetch(&s->st.gil_wait_ns, now_ns() - t1, __ATOMIC_RELAXED);
+}
+
+void sched_start_writer(gowsgi_job *job)
+{
+	pthread_mutex_lock(&job->mu);
+	job->writer = 1;
+	pthread_mutex_unlock(&job->mu);
+	uintptr_t handle = job->in.handle;
+	uint64_t gen = job->in.gen;
+	Py_BEGIN_ALLOW_THREADS
+	go_start_writer(handle, gen);
+	Py_END_ALLOW_THREADS
+}
+
+/* ------------------------------------------------------------- workers */
+
+/* Takes the first queued job.  mu held; the queue is not empty. */
+static gowsgi_job *queue_pop(gowsgi_sched *s)
+{
+	gowsgi_job *job = s->qhead;
+	s->qhead = job->qnext;
+	if (s->qhead == NULL)
+		s->qtail = NULL;
+	s->qlen--;
+	job->queued = 0;
+	job->qnext = NULL;
+	s->st.queue_wait_ns += now_ns() - job->queued_at;
+	return job;
+}
+
+/* Whether a standby could start a queued job.  mu held. */
+static int startable(gowsgi_sched *s)
+{
+	return !s->stopping && s->qlen > 0 && s->running < s->places && s->whead == NULL;
+}
+
+static void *worker_main(void *arg);
+
+static void ensure_standby(gowsgi_sched *s)
+{
+	if (s->standby || !startable(s))
+		return;
+	worker *w = s->idle;
+	if (w != NULL) {
+		s->idle = w->next;
+		s->nidle--;
+		w->idle = 0;
+		w->role = ROLE_STANDBY;
+		s->standby = 1;
+		pthread_cond_signal(&w->cv);
+		return;
+	}
+	w = calloc(1, sizeof *w);
+	if (w == NULL)
+		return;
+	w->s = s;
+	w->role = ROLE_STANDBY;
+	cond_init(&w->cv);
+	pthread_attr_t attr;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	/* Signals are Go's: the new thread starts with them all blocked. */
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	pthread_t t;
+	int rc = pthread_create(&t, &attr, worker_main, w);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	pthread_attr_destroy(&attr);
+	if (rc != 0) {
+		pthread_cond_destroy(&w->cv);
+		free(w);
+		return; /* the next ensure_standby tries again */
+	}
+	s->nworkers++;
+	s->standby = 1;
+}
+
+/* Runs job and, while this thread is alone in holding a place, the queued
+ * jobs after it, keeping the GIL.  Called with the GIL and a place; returns
+ * with neither. */
+static void run_jobs(gowsgi_sched *s, gowsgi_job *job)
+{
+	for (;;) {
+		sched_collect(s);
+		request_run(job);
+		pthread_mutex_lock(&s->mu);
+		s->st.served++;
+		if (s->running == 1 && s->qlen > 0 && s->whead == NULL && !s->stopping) {
+			/* Alone in Python: the next one keeps this thread and
+			 * its place. */
+			job = queue_pop(s);
+			s->st.back_to_back++;
+			pthread_mutex_unlock(&s->mu);
+			continue;
+		}
+		place_give(s);
+		pthread_mutex_unlock(&s->mu);
+		sched_collect(s);
+		PyEval_SaveThread();
+		return;
+	}
+}
+
+static void *worker_main(void *arg)
+{
+	worker *w = arg;
+	gowsgi_sched *s = w->s;
+	int temp;
+	PyThreadState *ts = ts_get(s->gi, &temp);
+	pthread_mutex_lock(&s->mu);
+	for (;;) {
+		if (w->role == ROLE_STANDBY) {
+			/* What the standby waits is not counted: the
+			 * queued requests count theirs in queue_wait. */
+			pthread_mutex_unlock(&s->mu);
+			PyEval_RestoreThread(ts);
+			pthread_mutex_lock(&s->mu);
+			s->standby = 0;
+			w->role = ROLE_IDLE;
+			gowsgi_job *job = NULL;
+			if (startable(s)) {
+				job = queue_pop(s);
+				s->running++;
+				ensure_standby(s);
+			}
+			pthread_mutex_unlock(&s->mu);
+			if (job != NULL) {
+				run_jobs(s, job);
+			} else {
+				sched_collect(s);
+				PyEval_SaveThread();
+			}
+			pthread_mutex_lock(&s->mu);
+			continue;
+		}
+		if (s->stopping)
+			break;
+		w->idle = 1;
+		w->next = s->idle;
+		s->idle = w;
+		s->nidle++;
+		struct timespec dl = deadline(IDLE_EXIT_NS);
+		int rc = 0;
+		while (w->idle && !s->stopping && rc != ETIMEDOUT)
+			rc = pthread_cond_timedwait(&w->cv, &s->mu, &dl);
+		if (w->idle) {
+			/* Stopping, or idle for long: leave the list. */
+			for (worker **p = &s->idle; *p; p = &(*p)->next) {
+				if (*p == w) {
+					*p = w->next;
+					break;
+				}
+			}
+			w->idle = 0;
+			s->nidle--;
+			if (s->stopping || s->nidle > 0)
+				break; /* one idle worker stays */
+		}
+	}
+	pthread_mutex_unlock(&s->mu);
+	ts_release(s->gi, ts, temp);
+	pthread_mutex_lock(&s->mu);
+	s->nworkers--;
+	pthread_cond_broadcast(&s->exited);
+	pthread_mutex_unlock(&s->mu);
+	pthread_cond_destroy(&w->cv);
+	free(w);
+	return NULL;
+}
+
+/* ------------------------------------------------------------- Go's API */
+
+gowsgi_sched *gowsgi_sched_new(gowsgi_interp *gi, int places, int max_queue)
+{
+	gowsgi_sched *s = calloc(1, sizeof *s);
+	if (s == NULL)
+		return NULL;
+	pthread_mutex_init(&s->mu, NULL);
+	cond_init(&s->exited);
+	s->gi = gi;
+	s->places = places;
+	s->max_queue = max_queue;
+	return s;
+}
+
+void gowsgi_sched_stop(gowsgi_sched *s)
+{
+	pthread_mutex_lock(&s->mu);
+	s->stopping = 1;
+	for (worker *w = s->idle; w; w = w->next)
+		pthread_cond_signal(&w->cv);
+	while (s->nworkers > 0)
+		pthread_cond_wait(&s->exited, &s->mu);
+	pthread_mutex_unlock(&s->mu);
+}
+
+void gowsgi_sched_free(gowsgi_sched *s)
+{
+	pthread_mutex_destroy(&s->mu);
+	pthread_cond_destroy(&s->exited);
+	free(s->garbage); /* released with the interpreter's own references */
+	free(s);
+}
+
+void gowsgi_sched_stats_get(gowsgi_sched *s, gowsgi_sched_stats *out)
+{
+	pthread_mutex_lock(&s->mu);
+	*out = s->st;
+	out->running = s->running;
+	out->queued = s->qlen + s->nwait;
+	out->blocked = s->blocked;
+	out->workers = s->nworkers;
+	out->gil_wait_ns = __atomic_load_n(&s->st.gil_wait_ns, __ATOMIC_RELAXED);
+	pthread_mutex_unlock(&s->mu);
+}
+
+int gowsgi_job_submit(gowsgi_sched *s, gowsgi_job *job, char *hdrbuf, gowsgi_event *ev)
+{
+	job_reset(job, s, s->gi);
+	pthread_mutex_lock(&s->mu);
+	if (s->stopping) {
+		pthread_mutex_unlock(&s->mu);
+		return GOWSGI_REFUSED;
+	}
+	if (s->running == 0 && s->qlen == 0 && s->whead == NULL) {
+		/* Nobody runs Python here: run it on this thread. */
+		s->running = 1;
+		s->st.direct++;
+		pthread_mutex_unlock(&s->mu);
+		job->direct = 1;
+		int temp;
+		PyThreadState *ts = ts_get(s->gi, &temp);
+		int64_t t0 = now_ns();
+		PyEval_RestoreThread(ts);
+		__atomic_add_fetch(&s->st.gil_wait_ns, now_ns() - t0, __ATOMIC_RELAXED);
+		sched_collect(s);
+		request_run(job);
+		pthread_mutex_lock(&s->mu);
+		s->st.served++;
+		place_give(s);
+		pthread_mutex_unlock(&s->mu);
+		sched_collect(s);
+		gi_leave(ts, temp);
+		if (job->writer)
+			return GOWSGI_RAN_WRITER; /* the writer reads the events */
+		gowsgi_job_next(job, -1, 0, hdrbuf, ev);
+		return GOWSGI_RAN;
+	}
+	if (s->max_queue > 0 && s->qlen >= s->max_queue) {
+		pthread_mutex_unlock(&s->mu);
+		return GOWSGI_FULL;
+	}
+	job->queued = 1;
+	job->queued_at = now_ns();
+	if (s->qtail)
+		s->qtail->qnext = job;
+	else
+		s->qhead = job;
+	s->qtail = job;
+	s->qlen++;
+	ensure_standby(s);
+	pthread_mutex_unlock(&s->mu);
+	return GOWSGI_QUEUED;
+}
+
+int gowsgi_job_cancel(gowsgi_sched *s, gowsgi_job *job)
+{
+	int removed = 0;
+	pthread_mutex_lock(&s->mu);
+	if (job->queued) {
+		for (gowsgi_job **p = &s->qhead, *prev = NULL; *p; prev = *p, p = &(*p)->qnext) {
+			if (*p == job) {
+				*p = job->qnext;
+				if (s->qtail == job)
+					s->qtail = prev;
+				break;
+			}
+		}
+		s->qlen--;
+		job->queued = 0;
+		job->qnext = NULL;
+		s->st.queue_wait_ns += now_ns() - job->queued_at;
+		removed = 1;
+	}
+	pthread_mutex_unlock(&s->mu);
+	return removed;
+}

@@ -1,0 +1,65 @@
+package wsgi
+
+/*
+#include "cpython.h"
+*/
+import "C"
+
+import (
+	"sync/atomic"
+)
+
+// A member is one interpreter of a handler: one for SubInterpreter and
+// MainInterpreter, WithInterpreters of them for IsolatedInterpreters. Who
+// runs a request inside it is the C scheduler's business (sched.c).
+type member struct {
+	ip   atomic.Pointer[interp] // swapped by ReloadInterpreter
+	load atomic.Int64           // requests submitted to it and not ended
+
+	// The figures of interpreters ReloadInterpreter retired, so that
+	// Stats counts from the handler's start.
+	retired struct {
+		served, direct, backToBack atomic.Uint64
+		queueWait, waitNs, gilWait atomic.Int64
+	}
+}
+
+// retire adds the figures of ip, which is being replaced, to m's.
+func (m *member) retire(ip *interp) {
+	var st C.gowsgi_sched_stats
+	C.gowsgi_sched_stats_get(ip.sched, &st)
+	m.retired.served.Add(uint64(st.served))
+	m.retired.direct.Add(uint64(st.direct))
+	m.retired.backToBack.Add(uint64(st.back_to_back))
+	m.retired.queueWait.Add(int64(st.queue_wait_ns))
+	m.retired.waitNs.Add(int64(st.wait_ns))
+	m.retired.gilWait.Add(int64(st.gil_wait_ns))
+}
+
+// enter returns the member's current interpreter, held shared until the
+// caller's RUnlock so it cannot be ended under the request.
+func (m *member) enter() *interp {
+	for {
+		ip := m.ip.Load()
+		ip.mu.RLock()
+		if !ip.dead {
+			return ip
+		}
+		ip.mu.RUnlock() // replaced while we waited: take the new one
+	}
+}
+
+// pick returns the member with the fewest requests, counting this one.
+func (h *Handler) pick() *member {
+	best := h.members[0]
+	if len(h.members) > 1 {
+		low := best.load.Load()
+		for _, m := range h.members[1:] {
+			if l := m.load.Load(); l < low {
+				best, low = m, l
+			}
+		}
+	}
+	best.load.Add(1)
+	return best
+}

@@ -1,0 +1,199 @@
+package wsgi_test
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/gowsgi/wsgi"
+)
+
+// stalledClient sends a GET for path and does not read the response: once
+// the kernel's buffers are full (a few MiB on loopback), the server's
+// writes block. Close ends it.
+func stalledClient(t *testing.T, srv interface{ URL() string }, path string) net.Conn {
+	t.Helper()
+	u, err := url.Parse(srv.URL())
+	require.NoError(t, err)
+	conn, err := net.Dial("tcp", u.Host)
+	require.NoError(t, err)
+	_, err = fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", path)
+	require.NoError(t, err)
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+type urlOf struct{ s string }
+
+func (u urlOf) URL() string { return u.s }
+
+// A request blocked on I/O in the app lets the others run: with the
+// default threads, a quick request is answered while a slow one sleeps.
+func TestRequestsOverlapWhileOneBlocks(t *testing.T) {
+	h, _ := newHandler(t, "application")
+	srv := serve(t, h)
+	gate := filepath.Join(t.TempDir(), "gate")
+	slow := make(chan response, 1)
+	go func() { slow <- get(t, srv, "/wait-file?path="+url.QueryEscape(gate)) }()
+	eventually(t, func() bool { return exists(gate + ".started") }, "the slow request never started")
+	for range 5 {
+		r := get(t, srv, "/hello")
+		require.NoError(t, r.err)
+		assert.Equal(t, "Hello, World!", r.body, "served while another request waits on I/O")
+	}
+	select {
+	case <-slow:
+		t.Fatal("the slow request ended before it was released")
+	default:
+	}
+	require.NoError(t, os.WriteFile(gate, nil, 0o644))
+	assert.Equal(t, "released", (<-slow).body)
+}
+
+// Requests queued behind a busy interpreter run back to back on one
+// thread that keeps the GIL: no hand-off between them.
+func TestQueuedRequestsRunBackToBack(t *testing.T) {
+	h, _ := newHandler(t, "application", wsgi.WithThreads(1))
+	srv := serve(t, h)
+	gate := filepath.Join(t.TempDir(), "gate")
+	first := make(chan response, 1)
+	go func() { first <- get(t, srv, "/wait-file?path="+url.QueryEscape(gate)) }()
+	eventually(t, func() bool { return exists(gate + ".started") }, "the first request never started")
+	const n = 4
+	threads := make(chan string, n)
+	for range n {
+		go func() { threads <- get(t, srv, "/native-thread").body }()
+	}
+	eventually(t, func() bool { return h.Stats().Queued == n }, "the requests did not queue")
+	require.NoError(t, os.WriteFile(gate, nil, 0o644))
+	assert.Equal(t, "released", (<-first).body)
+	seen := map[string]bool{}
+	for range n {
+		seen[<-threads] = true
+	}
+	assert.Len(t, seen, 1, "the queued requests ran on one thread")
+	st := h.Stats().Interpreters[0]
+	assert.EqualValues(t, n-1, st.BackToBack, "after the first, each ran right after the one before")
+	assert.EqualValues(t, 1, st.Direct, "the first ran on its own goroutine's thread, the interpreter being idle")
+}
+
+// With one place, a client that takes nothing of a large response holds
+// none: the list body is sent with the place given back.
+func TestSlowClientOfListHoldsNoPlace(t *testing.T) {
+	h, _ := newHandler(t, "application", wsgi.WithThreads(1))
+	srv := serve(t, h)
+	conn := stalledClient(t, urlOf{srv.URL}, "/list?n=512&size=65536") // 32 MiB
+	eventually(t, func() bool { return h.Stats().InFlight == 1 && h.Stats().Running == 0 },
+		"the list request did not start sending")
+	r := get(t, srv, "/hello")
+	require.NoError(t, r.err)
+	assert.Equal(t, "Hello, World!", r.body)
+	conn.Close()
+}
+
+// A generator whose client takes nothing gives its place back while its
+// next chunk waits, and holds a bounded amount.
+func TestSlowClientOfGeneratorHoldsNoPlace(t *testing.T) {
+	h, _ := newHandler(t, "application", wsgi.WithThreads(1))
+	srv := serve(t, h)
+	conn := stalledClient(t, urlOf{srv.URL}, "/big-stream?n=400&size=65536&tag=stalled") // 25 MiB
+	eventually(t, func() bool { return h.Stats().Blocked == 1 }, "the generator did not wait for its client")
+	assert.Zero(t, h.Stats().Running, "it holds no place while it waits")
+	for range 3 {
+		r := get(t, srv, "/hello")
+		require.NoError(t, r.err)
+		assert.Equal(t, "Hello, World!", r.body)
+	}
+	// Going on: the client reads everything, and the generator takes a
+	// place again for each chunk it produces.
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	n, _ := io.Copy(io.Discard, io.LimitReader(conn, 400*65536))
+	assert.EqualValues(t, 400*65536, n, "the client got the whole body, headers aside")
+	conn.Close()
+	var closed []string
+	eventually(t, func() bool {
+		getJSON(t, srv, "/closed", &closed)
+		return len(closed) == 1
+	}, "close() did not run")
+	assert.Equal(t, []string{"stalled"}, closed)
+}
+
+// write() to a client that takes nothing waits without a place.
+func TestSlowClientOfWriteHoldsNoPlace(t *testing.T) {
+	h, _ := newHandler(t, "application", wsgi.WithThreads(1))
+	srv := serve(t, h)
+	stalledClient(t, urlOf{srv.URL}, "/write-big?n=400&size=65536&tag=w")
+	eventually(t, func() bool { return h.Stats().Blocked == 1 }, "write() did not wait for its client")
+	r := get(t, srv, "/hello")
+	require.NoError(t, r.err)
+	assert.Equal(t, "Hello, World!", r.body)
+}
+
+// A wsgi.file_wrapper file is sent with no place held, and close() runs
+// once it is sent.
+func TestSlowClientOfFileHoldsNoPlace(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "big.bin")
+	require.NoError(t, os.WriteFile(file, make([]byte, 32<<20), 0o644))
+	h, _ := newHandler(t, "application", wsgi.WithThreads(1))
+	srv := serve(t, h)
+	conn := stalledClient(t, urlOf{srv.URL}, "/file?path="+url.QueryEscape(file))
+	eventually(t, func() bool { return h.Stats().Blocked == 1 }, "the file's request did not wait for its client")
+	r := get(t, srv, "/hello")
+	require.NoError(t, r.err)
+	assert.Equal(t, "Hello, World!", r.body)
+	conn.Close()
+}
+
+// A client that stops reading is cut after WithSendTimeout, and the
+// iterable's close() runs.
+func TestSendTimeoutCutsAStalledClient(t *testing.T) {
+	h, _ := newHandler(t, "application", wsgi.WithSendTimeout(300*time.Millisecond))
+	srv := serve(t, h)
+	conn := stalledClient(t, urlOf{srv.URL}, "/big-stream?n=400&size=65536&tag=cut")
+	var closed []string
+	eventually(t, func() bool {
+		getJSON(t, srv, "/closed", &closed)
+		return len(closed) == 1
+	}, "the stalled client was not cut, or close() did not run")
+	assert.Equal(t, []string{"cut"}, closed)
+	// The connection is gone: reading ends before the whole body.
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	n, _ := io.Copy(io.Discard, conn)
+	assert.Less(t, n, int64(400*65536))
+}
+
+// A client reading slowly but steadily is never cut: the timeout bounds
+// the time between two writes, not the response.
+func TestSendTimeoutSparesASlowReader(t *testing.T) {
+	h, _ := newHandler(t, "application", wsgi.WithSendTimeout(500*time.Millisecond))
+	srv := serve(t, h)
+	resp, err := http.Get(srv.URL + "/big-stream?n=40&size=65536&tag=slow")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	buf := make([]byte, 64<<10)
+	var total int
+	start := time.Now()
+	for {
+		n, err := resp.Body.Read(buf)
+		total += n
+		if err != nil {
+			require.ErrorIs(t, err, io.EOF)
+			break
+		}
+		if time.Since(start) < 1500*time.Millisecond {
+			time.Sleep(20 * time.Millisecond) // slower than the app, steadily
+		}
+	}
+	assert.Equal(t, 40*65536, total)
+	assert.Greater(t, time.Since(start), 500*time.Millisecond, "the response lasted longer than the timeout")
+	assert.Zero(t, h.Stats().Errors)
+}
