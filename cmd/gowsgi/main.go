@@ -324,11 +324,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 
+	fresh := &freshConns{}
 	srv := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: c.readHeaderTimeout,
 		IdleTimeout:       c.idleTimeout,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		ConnState:         fresh.track,
 	}
 	errc := make(chan error, len(listeners))
 	for _, ln := range listeners {
@@ -375,6 +377,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	ctx, cancel := context.WithTimeout(context.Background(), c.gracefulTimeout)
 	defer cancel()
 	status := 0
+	stopAccepting(ctx, listeners, errc, fresh, c.readHeaderTimeout)
 	if err := srv.Shutdown(ctx); err != nil {
 		logger.Warn("gowsgi: requests still in flight at the graceful timeout", "error", err)
 		status = 1
@@ -425,30 +428,21 @@ func listenAll(binds []string) ([]net.Listener, error) {
 // reexec starts this program again with the same arguments, handing it the
 // listening sockets.
 func reexec(lns []net.Listener, dir string) error {
-	var files []*os.File
-	for _, ln := range lns {
-		fl, ok := ln.(interface{ File() (*os.File, error) })
-		if !ok {
-			return fmt.Errorf("cannot hand over %T", ln)
-		}
-		f, err := fl.File()
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		files = append(files, f)
+	fds, err := listenerFDs(lns)
+	if err != nil {
+		return err
 	}
 	exe, err := os.Executable()
 	if err != nil {
 		return err
 	}
-	cmd := &os.ProcAttr{
-		Dir:   dir,
-		Env:   append(os.Environ(), fmt.Sprintf("%s=%d", listenFDsEnv, len(files))),
-		Files: append([]*os.File{os.Stdin, os.Stdout, os.Stderr}, files...),
+	env := append(os.Environ(), fmt.Sprintf("%s=%d", listenFDsEnv, len(fds)))
+	std := []uintptr{os.Stdin.Fd(), os.Stdout.Fd(), os.Stderr.Fd()}
+	p, err := startChild(exe, os.Args, dir, env, append(std, fds...), nil)
+	if err != nil {
+		return err
 	}
-	_, err = os.StartProcess(exe, os.Args, cmd)
-	return err
+	return p.Release() // it outlives this process
 }
 
 // keepSocketFiles stops a closing unix listener from removing its socket
