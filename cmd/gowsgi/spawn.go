@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"syscall"
@@ -53,4 +54,22 @@ func startChild(exe string, argv []string, dir string, env []string, fds []uintp
 		return nil, fmt.Errorf("starting %s: %w", exe, err)
 	}
 	return os.FindProcess(pid)
+}
+
+// outputFD returns a descriptor children can write w through: w's own
+// when it is a file, or a pipe copied into w; done closes this process's
+// end of the pipe.
+func outputFD(w io.Writer) (fd uintptr, done func(), err error) {
+	if f, ok := w.(*os.File); ok {
+		return f.Fd(), func() {}, nil
+	}
+	r, pw, err := os.Pipe()
+	if err != nil {
+		return 0, nil, err
+	}
+	go func() {
+		io.Copy(w, r)
+		r.Close()
+	}()
+	return pw.Fd(), func() { pw.Close() }, nil
 }
