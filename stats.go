@@ -24,7 +24,7 @@ type Stats struct {
 	Running  int64  // requests holding a place: running Python, or blocked in it on I/O
 	Queued   int64  // requests waiting for a place
 	Blocked  int64  // requests whose Python waits for their client, holding no place
-	Workers  int64  // threads the interpreters' schedulers keep
+	Threads  int64  // worker threads the interpreters' schedulers keep
 	Served   uint64 // responses the app completed
 	Errors   uint64 // app errors: 500s and aborted responses
 	Timeouts uint64 // requests stopped by WithRequestTimeout (504 or aborted)
@@ -50,7 +50,7 @@ type InterpreterStats struct {
 	Running int64 // requests holding one of its places
 	Queued  int64 // requests waiting for one
 	Blocked int64 // requests waiting for their client
-	Workers int64 // its scheduler's threads
+	Threads int64 // its scheduler's worker threads
 
 	Served     uint64 // requests it ran
 	Direct     uint64 // of which on the thread of the request's own goroutine
@@ -84,7 +84,7 @@ func (h *Handler) Stats() Stats {
 		st.Running += is.Running
 		st.Queued += is.Queued
 		st.Blocked += is.Blocked
-		st.Workers += is.Workers
+		st.Threads += is.Threads
 		st.QueueWait += is.QueueWait
 		st.PlaceWait += is.PlaceWait
 		st.GILWait += is.GILWait
@@ -108,7 +108,7 @@ func (m *member) stats() InterpreterStats {
 		Running:    int64(st.running),
 		Queued:     int64(st.queued),
 		Blocked:    int64(st.blocked),
-		Workers:    int64(st.workers),
+		Threads:    int64(st.workers),
 		Served:     uint64(st.served) + r.served.Load(),
 		Direct:     uint64(st.direct) + r.direct.Load(),
 		BackToBack: uint64(st.back_to_back) + r.backToBack.Load(),

@@ -12,7 +12,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -45,10 +44,19 @@ Examples:
   gowsgi --bind 0.0.0.0:8080 --threads 16 --pythonpath /srv/site mysite.wsgi:application
   gowsgi --bind unix:/run/app.sock --access-log - --reload app:app
   gowsgi --certfile cert.pem --keyfile key.pem --bind :8443 app:app   (HTTPS and HTTP/2)
+  gowsgi --processes 4 --stats-addr 127.0.0.1:9100 app:app   (4 workers; JSON at /, Prometheus at /metrics)
 
 Signals: SIGTERM and SIGINT stop after the requests in flight finish
 (--graceful-timeout); SIGHUP reloads the app (--reload-mechanism) without
 dropping a connection.
+
+With --processes N (N > 1), gowsgi is a supervisor that opens the sockets,
+never loads Python, and runs N worker processes that serve them. A worker
+that dies is started again after 1s, doubling up to 30s while workers keep
+dying young. SIGHUP starts a new set of workers and stops the old ones only
+once all the new ones have loaded the app; if one fails, the old ones keep
+serving. SIGTERM and SIGINT drain every worker. Send signals to the
+supervisor.
 
 Flags:
 `
@@ -89,6 +97,8 @@ type config struct {
 	maxQueue          int
 	trustedProxies    listFlag
 	statsAddr         string
+	processes         int
+	readyTimeout      time.Duration
 	certFile, keyFile string
 	gracefulTimeout   time.Duration
 	showVersion       bool
@@ -136,7 +146,9 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.DurationVar(&c.queueTimeout, "queue-timeout", 0, "answer 503 to a request that waited this long for a thread (0: wait)")
 	fs.IntVar(&c.maxQueue, "max-queue", 0, "answer 503 at once when this many requests already wait (0: no bound)")
 	fs.Var(&c.trustedProxies, "trusted-proxy", "address or CIDR of a proxy whose Forwarded/X-Forwarded-* headers are believed; repeatable")
-	fs.StringVar(&c.statsAddr, "stats-addr", "", "serve the handler's stats as JSON on this address (host:port), at /")
+	fs.StringVar(&c.statsAddr, "stats-addr", "", "serve the stats on this address (host:port): JSON at /, the Prometheus text format at /metrics; with --processes, summed over the workers")
+	fs.IntVar(&c.processes, "processes", 1, "worker processes serving the app, under a supervisor; 1 serves from this process, with no supervisor")
+	fs.DurationVar(&c.readyTimeout, "ready-timeout", time.Minute, "with --processes, how long a starting worker may take to load the app before it is killed")
 	fs.StringVar(&c.certFile, "certfile", "", "TLS certificate file; with --keyfile serves HTTPS and HTTP/2")
 	fs.StringVar(&c.keyFile, "keyfile", "", "TLS key file")
 	fs.DurationVar(&c.gracefulTimeout, "graceful-timeout", 30*time.Second, "on SIGTERM or SIGINT, how long requests in flight may take to finish")
@@ -152,6 +164,12 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		return nil, errors.New("give exactly one APP")
 	}
 	c.app = fs.Arg(0)
+	if c.processes < 1 {
+		return nil, fmt.Errorf("--processes %d: give the number of worker processes, 1 or more", c.processes)
+	}
+	if c.readyTimeout <= 0 {
+		return nil, fmt.Errorf("--ready-timeout %v: give a positive duration", c.readyTimeout)
+	}
 	if len(c.binds) == 0 {
 		c.binds = listFlag{"127.0.0.1:8000"}
 	}
@@ -274,6 +292,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	// A worker of a supervisor (--processes) has a channel to it.
+	ctl, err := openControl()
+	if err != nil {
+		fmt.Fprintln(stderr, "gowsgi:", err)
+		return 1
+	}
+	if ctl != nil {
+		logger = logger.With("worker", ctl.slot, "pid", os.Getpid())
+	}
 	startDir, _ := os.Getwd() // a restart runs from here, as this run did
 	if c.chdir != "" {
 		if err := os.Chdir(c.chdir); err != nil {
@@ -283,14 +310,40 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 
 	// Signals are caught from here on, before anything announces that the
-	// server runs: a SIGHUP or SIGTERM sent at once must not kill it.
+	// server runs: a SIGHUP or SIGTERM sent at once must not kill it. A
+	// worker leaves reloads to its supervisor, which replaces it: a SIGHUP
+	// sent to the whole process group reloads once.
 	sigc := make(chan os.Signal, 1)
-	signal.Notify(sigc, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	if ctl != nil {
+		signal.Ignore(syscall.SIGHUP)
+		signal.Notify(sigc, syscall.SIGTERM, syscall.SIGINT)
+	} else {
+		signal.Notify(sigc, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	}
 	defer signal.Stop(sigc)
 
+	if ctl == nil && c.processes > 1 {
+		return supervise(c, args, startDir, logger, stdout, stderr, sigc)
+	}
+	return serve(c, ctl, startDir, logger, stdout, stderr, sigc)
+}
+
+// serve loads the app and serves it from this process: the only process,
+// or a worker of a supervisor when ctl is not nil.
+func serve(c *config, ctl *control, startDir string, logger *slog.Logger, stdout, stderr io.Writer, sigc <-chan os.Signal) int {
 	// Listen first: with --reload-mechanism process, a restart hands these
 	// sockets to the new process, so no connection is refused meanwhile.
-	listeners, err := listenAll(c.binds)
+	var listeners []net.Listener
+	var err error
+	if ctl != nil {
+		var ok bool
+		listeners, ok, err = inheritedListeners(c.binds)
+		if !ok && err == nil {
+			err = fmt.Errorf("a worker needs the sockets of its supervisor (%s)", listenFDsEnv)
+		}
+	} else {
+		listeners, err = listenAll(c.binds)
+	}
 	if err != nil {
 		fmt.Fprintln(stderr, "gowsgi:", err)
 		return 1
@@ -308,6 +361,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		close(restarting)
 	}
+	if ctl != nil {
+		// The supervisor starts new workers, then stops this one.
+		restart = ctl.requestReload
+	}
 	opts, closer, err := c.options(logger, stdout, restart)
 	if err != nil {
 		fmt.Fprintln(stderr, "gowsgi:", err)
@@ -324,15 +381,19 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 
+	fresh := &freshConns{}
 	srv := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: c.readHeaderTimeout,
 		IdleTimeout:       c.idleTimeout,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		ConnState:         fresh.track,
 	}
 	errc := make(chan error, len(listeners))
 	for _, ln := range listeners {
-		fmt.Fprintf(stdout, "gowsgi: serving %s (Python %s) on %s\n", c.app, wsgi.PythonVersion(), displayURL(ln, c.certFile != ""))
+		if ctl == nil {
+			fmt.Fprintf(stdout, "gowsgi: serving %s (Python %s) on %s\n", c.app, wsgi.PythonVersion(), displayURL(ln, c.certFile != ""))
+		}
 		go func() {
 			if c.certFile != "" {
 				errc <- srv.ServeTLS(ln, c.certFile, c.keyFile)
@@ -341,14 +402,20 @@ func run(args []string, stdout, stderr io.Writer) int {
 			}
 		}()
 	}
-	if c.statsAddr != "" {
+	var supervisorGone chan struct{} // stays nil, never ready, without a supervisor
+	if ctl != nil {
+		supervisorGone = make(chan struct{})
+		go ctl.serve(func() processStats { return ownStats(h) }, supervisorGone)
+		ctl.ready(wsgi.PythonVersion())
+	} else if c.statsAddr != "" {
 		ln, err := net.Listen("tcp", c.statsAddr)
 		if err != nil {
 			fmt.Fprintln(stderr, "gowsgi: --stats-addr:", err)
 			return 1
 		}
+		defer ln.Close()
 		fmt.Fprintf(stdout, "gowsgi: stats on http://%s/\n", ln.Addr())
-		go http.Serve(ln, statsHandler(h))
+		go http.Serve(ln, singleStats(logger, h))
 	}
 	for stop := false; !stop; {
 		select {
@@ -358,6 +425,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		case <-restarting:
 			logger.Info("gowsgi: handed the sockets to a new process; finishing the requests in flight")
 			keepSocketFiles(listeners)
+			stop = true
+		case <-supervisorGone:
+			logger.Warn("gowsgi: the supervisor is gone; stopping")
 			stop = true
 		case sig := <-sigc:
 			if sig == syscall.SIGHUP {
@@ -375,6 +445,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	ctx, cancel := context.WithTimeout(context.Background(), c.gracefulTimeout)
 	defer cancel()
 	status := 0
+	stopAccepting(ctx, listeners, errc, fresh, c.readHeaderTimeout)
 	if err := srv.Shutdown(ctx); err != nil {
 		logger.Warn("gowsgi: requests still in flight at the graceful timeout", "error", err)
 		status = 1
@@ -382,6 +453,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err := h.Shutdown(ctx); err != nil {
 		logger.Warn("gowsgi: the app did not finish in time", "error", err)
 		status = 1
+	}
+	if ctl != nil {
+		ctl.final(ownStats(h))
 	}
 	return status
 }
@@ -392,19 +466,8 @@ const listenFDsEnv = "GOWSGI_LISTEN_FDS"
 
 // listenAll opens every --bind address, or takes the inherited sockets.
 func listenAll(binds []string) ([]net.Listener, error) {
-	if n, err := strconv.Atoi(os.Getenv(listenFDsEnv)); err == nil && n == len(binds) {
-		os.Unsetenv(listenFDsEnv)
-		var lns []net.Listener
-		for i := range n {
-			f := os.NewFile(uintptr(3+i), binds[i])
-			ln, err := net.FileListener(f)
-			f.Close()
-			if err != nil {
-				return nil, fmt.Errorf("inherited socket for --bind %s: %w", binds[i], err)
-			}
-			lns = append(lns, ln)
-		}
-		return lns, nil
+	if lns, ok, err := inheritedListeners(binds); ok {
+		return lns, err
 	}
 	var lns []net.Listener
 	for _, b := range binds {
@@ -422,33 +485,47 @@ func listenAll(binds []string) ([]net.Listener, error) {
 	return lns, nil
 }
 
+// inheritedListeners takes the sockets a parent handed over, from file
+// descriptor 3 on, in --bind order; ok is false when there are none.
+func inheritedListeners(binds []string) (lns []net.Listener, ok bool, err error) {
+	n, err := strconv.Atoi(os.Getenv(listenFDsEnv))
+	if err != nil || n != len(binds) {
+		return nil, false, nil
+	}
+	os.Unsetenv(listenFDsEnv)
+	for i := range n {
+		f := os.NewFile(uintptr(3+i), binds[i])
+		ln, err := net.FileListener(f)
+		f.Close()
+		if err != nil {
+			for _, l := range lns {
+				l.Close()
+			}
+			return nil, true, fmt.Errorf("inherited socket for --bind %s: %w", binds[i], err)
+		}
+		lns = append(lns, ln)
+	}
+	return lns, true, nil
+}
+
 // reexec starts this program again with the same arguments, handing it the
 // listening sockets.
 func reexec(lns []net.Listener, dir string) error {
-	var files []*os.File
-	for _, ln := range lns {
-		fl, ok := ln.(interface{ File() (*os.File, error) })
-		if !ok {
-			return fmt.Errorf("cannot hand over %T", ln)
-		}
-		f, err := fl.File()
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		files = append(files, f)
+	fds, err := listenerFDs(lns)
+	if err != nil {
+		return err
 	}
 	exe, err := os.Executable()
 	if err != nil {
 		return err
 	}
-	cmd := &os.ProcAttr{
-		Dir:   dir,
-		Env:   append(os.Environ(), fmt.Sprintf("%s=%d", listenFDsEnv, len(files))),
-		Files: append([]*os.File{os.Stdin, os.Stdout, os.Stderr}, files...),
+	env := append(os.Environ(), fmt.Sprintf("%s=%d", listenFDsEnv, len(fds)))
+	std := []uintptr{os.Stdin.Fd(), os.Stdout.Fd(), os.Stderr.Fd()}
+	p, err := startChild(exe, os.Args, dir, env, append(std, fds...), nil)
+	if err != nil {
+		return err
 	}
-	_, err = os.StartProcess(exe, os.Args, cmd)
-	return err
+	return p.Release() // it outlives this process
 }
 
 // keepSocketFiles stops a closing unix listener from removing its socket
@@ -470,16 +547,4 @@ func displayURL(ln net.Listener, tls bool) string {
 		scheme = "https"
 	}
 	return scheme + "://" + ln.Addr().String() + "/"
-}
-
-// statsHandler answers the handler's Stats, and the process's goroutine
-// count, as JSON.
-func statsHandler(h *wsgi.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(struct {
-			wsgi.Stats
-			Goroutines int
-		}{h.Stats(), runtime.NumGoroutine()})
-	})
 }

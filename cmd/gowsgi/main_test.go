@@ -48,12 +48,35 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-// gowsgiBin builds the command once for the tests that run it.
+var (
+	binDir  string // removed when the tests end
+	binOnce sync.Once
+	binErr  error
+)
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "gowsgi-cmd-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binDir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// gowsgiBin builds the command, once for all the tests that run it.
 func gowsgiBin(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "gowsgi")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	require.NoError(t, err, string(out))
+	bin := filepath.Join(binDir, "gowsgi")
+	binOnce.Do(func() {
+		out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+		if err != nil {
+			binErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	require.NoError(t, binErr)
 	return bin
 }
 
