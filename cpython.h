@@ -87,7 +87,8 @@ int gowsgi_interp_threads(gowsgi_interp *gi, char **names);
 /* Runs the bootstrap source (bootstrap.py) in the interpreter once,
  * prepends the directories in paths to sys.path, and loads the app named by
  * spec wrapped in the middleware in mw (module, callable, module, ...).
- * reloading (WithScriptReloading) makes it compile the app from source.
+ * reloading (WithScriptReloading) makes it compile the app from source;
+ * multiprocess sets the environ's wsgi.multiprocess.
  * paths and mw hold NUL-terminated strings one after the other, pathslen
  * and mwlen bytes in all; every string argument is borrowed for the call.
  * On success *files is a new malloc'd list of the app's source files in the
@@ -95,7 +96,7 @@ int gowsgi_interp_threads(gowsgi_interp *gi, char **names);
  * with *err filled. */
 int gowsgi_interp_load(gowsgi_interp *gi, const char *bootstrap,
 		       const char *paths, size_t pathslen, const char *spec,
-		       const char *mw, size_t mwlen, int reloading,
+		       const char *mw, size_t mwlen, int reloading, int multiprocess,
 		       char **files, size_t *fileslen, gowsgi_error *err);
 
 /* Drops the app's and middleware's modules from sys.modules and loads them

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
@@ -128,4 +130,31 @@ func TestFileWrapperWithoutStartResponse(t *testing.T) {
 	b, _ := strconv.Atoi(before)
 	a, _ := strconv.Atoi(after)
 	assert.Less(t, a-b, 10, fmt.Sprintf("fds went from %d to %d", b, a))
+}
+
+// gatedPanicBody is a request body whose Read waits for release, then
+// panics, as a broken body of Go middleware might.
+type gatedPanicBody struct{ release chan struct{} }
+
+func (b gatedPanicBody) Read([]byte) (int, error) {
+	<-b.release
+	panic("body exploded")
+}
+
+// A panic in a read made by the app's own thread after its request ended
+// is logged; it does not reach the slot's next request.
+func TestLatePanicInARead(t *testing.T) {
+	h, sink := threadsHandler(t, wsgi.WithThreads(1))
+	body := gatedPanicBody{make(chan struct{})}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/bg-read", body))
+	assert.Equal(t, "answered before the body came", rec.Body.String())
+	close(body.release) // the read the app's thread is in panics now
+	eventually(t, func() bool { return len(sink.find("panic in a wsgi.input read after the request ended")) == 1 },
+		"the late panic was not logged")
+	for range 3 {
+		rec = httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/go-on", nil))
+		assert.Equal(t, http.StatusOK, rec.Code, "the next requests are served, no panic")
+	}
 }

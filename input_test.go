@@ -9,7 +9,9 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -173,4 +175,36 @@ func TestReadlineAcrossRefill(t *testing.T) {
 	var lines []string
 	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &lines))
 	assert.Equal(t, []string{strings.Repeat("x", 65534) + "\n", "yz\n"}, lines)
+}
+
+// Each request has its own wsgi.errors: lines written in parts by two
+// requests at once do not mix, a line left unfinished is logged when its
+// request ends, and every record names its request.
+func TestErrorsPerRequest(t *testing.T) {
+	h, sink := newHandler(t, "application")
+	srv := serve(t, h)
+	gate := filepath.Join(t.TempDir(), "gate")
+	done := make(chan response, 2)
+	for _, who := range []string{"A", "B"} {
+		q := url.Values{"first": {who + who + who}, "second": {strings.ToLower(who + who + who)},
+			"tail": {"end of " + who}, "gate": {gate}}
+		go func() { done <- get(t, srv, "/errors-parts?"+q.Encode()) }()
+	}
+	eventually(t, func() bool { return h.Stats().Running == 2 }, "the two requests did not both start")
+	require.NoError(t, os.WriteFile(gate, nil, 0o644))
+	for range 2 {
+		assert.Equal(t, "logged", (<-done).body)
+	}
+	lines := map[string]map[string]string{}
+	for _, rec := range sink.find("wsgi.errors") {
+		lines[rec["line"]] = rec
+	}
+	require.Contains(t, lines, "AAAaaa")
+	require.Contains(t, lines, "BBBbbb")
+	require.Contains(t, lines, "end of A")
+	require.Contains(t, lines, "end of B")
+	assert.Len(t, lines, 4, "no line mixes the two requests")
+	assert.Equal(t, lines["AAAaaa"]["request_id"], lines["end of A"]["request_id"])
+	assert.NotEqual(t, lines["AAAaaa"]["request_id"], lines["BBBbbb"]["request_id"])
+	assert.Equal(t, "/errors-parts", lines["BBBbbb"]["path"])
 }

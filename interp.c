@@ -438,13 +438,17 @@ failure:
 
 int gowsgi_interp_load(gowsgi_interp *gi, const char *bootstrap, const char *paths,
 		       size_t pathslen, const char *spec, const char *mw, size_t mwlen,
-		       int reloading, char **files, size_t *fileslen, gowsgi_error *err)
+		       int reloading, int multiprocess, char **files, size_t *fileslen,
+		       gowsgi_error *err)
 {
 	int temp, rc = -1;
 	PyObject *mod = NULL, *list = NULL, *pairs = NULL, *res = NULL;
 	PyThreadState *ts = gi_enter(gi, &temp);
 
 	if (gi->environ_base == NULL && interp_setup(gi, bootstrap) < 0)
+		goto failure;
+	if (PyDict_SetItemString(gi->environ_base, "wsgi.multiprocess",
+				 multiprocess ? Py_True : Py_False) < 0)
 		goto failure;
 	mod = PyImport_ImportModule("_gowsgi");
 	if (mod == NULL)

@@ -230,7 +230,8 @@ func (ip *interp) load(o *options) error {
 	var fileslen C.size_t
 	// One call; no thread lock needed, the thread state cache is per call.
 	if C.gowsgi_interp_load(ip.c, boot, cptr(paths), C.size_t(len(paths)), spec,
-		cptr(mwb), C.size_t(len(mwb)), boolInt(o.reloading || o.reload == ReloadInterpreter), &files, &fileslen, &cerr) != 0 {
+		cptr(mwb), C.size_t(len(mwb)), boolInt(o.reloading || o.reload == ReloadInterpreter),
+		boolInt(o.multiprocess), &files, &fileslen, &cerr) != 0 {
 		pe := takeError(&cerr)
 		if hint := refusalHint(pe, o.interpreter); hint != "" {
 			return fmt.Errorf("wsgi: load %q: %w; %s", o.app, pe, hint)

@@ -84,6 +84,7 @@ type options struct {
 	maxQueue        int
 	trusted         []netip.Prefix
 	expvarName      string
+	multiprocess    bool
 }
 
 // defaultThreads is the number of requests admitted into one interpreter at
@@ -510,6 +511,16 @@ func WithRequestTimeout(d time.Duration) Option {
 	}
 }
 
+// WithMultiprocess sets the environ's wsgi.multiprocess to on: other
+// processes serve the same app (the command's --processes does). Default
+// off: this process alone serves it.
+func WithMultiprocess(on bool) Option {
+	return func(o *options) error {
+		o.multiprocess = on
+		return nil
+	}
+}
+
 // WithSendTimeout cuts a client that takes longer than d to take a piece
 // of the response (64 KiB, or 256 KiB of a file): the write fails, the
 // app's iteration stops or its write() raises OSError, and close() runs.
@@ -635,8 +646,11 @@ func WithVarFunc(name string, fn func(*http.Request) string) Option {
 }
 
 func checkVarName(name string) error {
-	if name == "" || len(name) > 0xffff {
-		return errors.New("the name must be non-empty")
+	switch {
+	case name == "":
+		return errors.New("the name is empty")
+	case len(name) > maxKeyLen:
+		return fmt.Errorf("the name is longer than %d bytes", maxKeyLen)
 	}
 	switch name {
 	case "wsgi.input", "wsgi.errors", "wsgi.version", "wsgi.multithread",

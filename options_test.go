@@ -459,3 +459,12 @@ func TestWithAccessLog(t *testing.T) {
 	assert.True(t, strings.HasSuffix(lines[1], " "+recs[0]["request_id"]), "%s vs %v", lines[1], recs[0]["request_id"])
 	assert.Contains(t, lines[2], `"GET /raise-after-start HTTP/1.1" 200`, "an aborted response is logged too")
 }
+
+func TestWithMultiprocess(t *testing.T) {
+	for _, on := range []bool{false, true} {
+		h, _ := newHandler(t, "application", wsgi.WithMultiprocess(on))
+		var env environ
+		getJSON(t, serve(t, h), "/environ", &env)
+		assert.Equal(t, on, env["wsgi.multiprocess"])
+	}
+}

@@ -445,6 +445,20 @@ def closed(environ, start_response):
     return json_response(start_response, CLOSED)
 
 
+def errors_parts(environ, start_response):
+    """Writes ?first= to wsgi.errors, waits for the file ?gate=, writes
+    ?second= and a newline, then ?tail= with no newline."""
+    import os
+    args = query(environ)
+    err = environ["wsgi.errors"]
+    err.write(args["first"])
+    deadline = time.monotonic() + 10
+    while not os.path.exists(args["gate"]) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    err.write(args["second"] + "\n" + args.get("tail", ""))
+    return text(start_response, b"logged")
+
+
 def big_stream(environ, start_response):
     """A fast generator of n chunks of size bytes whose close() is
     recorded in CLOSED under ?tag=."""
@@ -860,6 +874,7 @@ ROUTES = {
     "/use-kept": use_kept,
     "/hello": hello,
     "/big-stream": big_stream,
+    "/errors-parts": errors_parts,
     "/write-big": write_big,
     "/native-thread": native_thread,
     "/busy": busy,

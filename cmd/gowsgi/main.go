@@ -371,6 +371,9 @@ func serve(c *config, ctl *control, startDir string, logger *slog.Logger, stdout
 		return 2
 	}
 	defer closer.Close()
+	if ctl != nil {
+		opts = append(opts, wsgi.WithMultiprocess(true)) // other workers serve the same app
+	}
 	h, err := wsgi.NewHandler(opts...)
 	if err != nil {
 		fmt.Fprintln(stderr, "gowsgi:", err)
