@@ -25,39 +25,87 @@
 // ([MainInterpreter]), for extension modules that refuse sub-interpreters,
 // which only one handler per process may use; or, on Python 3.12 and newer
 // (not 3.13.0), a pool of [WithInterpreters] sub-interpreters with their
-// own GIL each
-// ([IsolatedInterpreters]), so one process runs Python on several cores.
-// [Handler.Close] drops the handler's references; it ends interpreters
-// with their own GIL, but leaves a sub-interpreter that shares the GIL
-// alive, since CPython cannot end one safely while extension modules share
-// state with it (see the README).
+// own GIL each ([IsolatedInterpreters]), so one process runs Python on
+// several cores. [Handler.Close] drops the handler's references; it ends
+// interpreters with their own GIL, but leaves a sub-interpreter that
+// shares the GIL alive, since CPython cannot end one safely while
+// extension modules share state with it (see the README).
 //
 // # Threads and the GIL
 //
-// A control goroutine, locked to its OS thread for the life of the process,
-// starts Python and creates and ends interpreters; it never runs
-// application code. Requests call into C from their own goroutines: C keeps
-// one Python thread state per OS thread and interpreter, and the GIL is
-// held only inside a cgo call, never while Go reads the request or writes
-// the response. A list or tuple response needs a single cgo call; a
-// generator needs one per non-empty chunk, and its request stays on one OS
-// thread so that threading.local and contextvars values set by the app are
-// still there while its iterable runs and in close(). At most
-// [WithThreads] requests per handler are inside Python at once; the others
-// wait in Go and give up when their request's context ends.
+// An interpreter has one GIL: one thread at a time runs its Python, and
+// threads that take turns on it pay a hand-off each, the kernel waking
+// the next. gowsgi schedules requests so that they take turns as rarely
+// as the app allows. Each interpreter has [WithThreads] places: a place is
+// a request running Python, in the app or blocked inside it on I/O.
+//
+//   - A request that finds its interpreter idle runs on the thread of its
+//     own goroutine, in one cgo call: no hand-off at all.
+//   - Otherwise it is queued, and the interpreter's worker threads run the
+//     queue. A worker that finishes a request while no other request holds
+//     a place runs the next queued one at once, keeping the GIL: the
+//     requests of an app that spends its time in Python run back to back
+//     on one thread.
+//   - While requests are queued, an idle worker waits for the GIL. If the
+//     running request releases it to wait on I/O (a database, a sleep),
+//     that worker gets it at once and starts the next request, so an app
+//     that waits on services still overlaps its requests. A request that
+//     does not release the GIL yields it after CPython's switch interval,
+//     as any Python thread does.
+//   - A request that waits for its client (a slow reader of the response,
+//     a file being sent, a request body not sent yet) gives its place back,
+//     and takes one again to go on: slow clients hold no place.
+//
+// A request's Python, from the app call to close(), runs on one OS
+// thread, so threading.local values set in the app call are there while
+// its iterable runs and in close(). Each request runs in a
+// contextvars.Context of its own, so no context variable leaks from one
+// request into the next. Go never holds the GIL: the HTTP work of other
+// requests goes on while Python runs.
 //
 // # A request's life
 //
-//  1. Wait for a place among the handler's threads.
-//  2. Pack the environ into one buffer (CGI keys, HTTP_* keys).
-//  3. One cgo call builds the environ dict, calls the app, checks what it
-//     passed to start_response and, for a list or tuple, copies the body.
-//  4. Headers go out with the first non-empty chunk, or at the end. The
-//     first chunk is flushed before the next is asked for; when a socket
-//     makes that slow, later chunks are sent by another goroutine while
-//     the app produces the next, and chunks yielded during a write leave
-//     together in one.
-//  5. The iterable's close() runs, whatever happened.
+//  1. [Handler.ServeHTTP] (wsgi.go) checks the limits, takes a slot
+//     (slot.go: the C side of a request and its buffers, reused) and reads
+//     a small body before the request waits for anything (early.go).
+//  2. request.serve (request.go) packs the environ (environ.go, vars.go,
+//     proxies.go) into the slot and submits it to the interpreter's
+//     scheduler (sched.c): it runs now, on this thread, or is queued.
+//  3. The request's thread (request.c) builds the environ dict, calls the
+//     app, and sends what it returns through two batches (response.c):
+//     small chunks copied, larger ones sent from the bytes object itself.
+//     wsgi.input and wsgi.errors are in streams.c; start_response and
+//     write() in response.c.
+//  4. request.pump sends each batch (response.go: headers, Content-Length,
+//     ranges, buffering, write deadlines) while the thread fills the
+//     other, and gives it back; a list body, or a short iterable, comes in
+//     one batch with the end.
+//  5. The iterable's close() runs on the request's thread, whatever
+//     happened; then the slot is free.
+//
+// Callbacks from Python to Go (wsgi.input's reads, wsgi.errors' lines) are
+// in callbacks.go; a request's slot guard (slot.go) keeps a callback from
+// a thread the app started off a later request.
+//
+// # Where things are
+//
+//	wsgi.go         Handler, NewHandler, ServeHTTP, Shutdown
+//	options.go      every With... option
+//	request.go      a request: submit, wait, pump the batches
+//	response.go     sending: headers, body, files, errors as HTTP
+//	sched.go        interpreters of a handler, and their choice
+//	slot.go         what outlives a request; the callback guard
+//	callbacks.go    the Go functions C calls
+//	interpreter.go  the runtime, interpreters, reloading
+//	environ.go      the packed environ; vars.go (wsgi_var), proxies.go
+//	early.go        a small body read before the request waits
+//	timeout.go      WithRequestTimeout
+//	ranges.go       Range requests (wsgi_allow_ranges)
+//	buffer.go       write buffering and temp files
+//	accesslog.go    WithAccessLog; log.go, the attributes of log records
+//	stats.go        Stats and expvar
+//	cpython.h       the C API Go sees; gowsgi.h lists the C files
+//	bootstrap.py    loading apps, run once in each interpreter
 //
 // # Errors
 //
@@ -66,15 +114,18 @@
 // headers are sent is logged with its traceback and answered with a 500
 // and a fixed body; after them the connection is aborted with
 // [http.ErrAbortHandler]. A client that goes away is not an error: the
-// iteration stops and close() runs.
+// iteration stops and close() runs. Log records about a request carry its
+// method, path and request_id (which also ends its access log line); an
+// error adds error and, for a Python exception, traceback.
 //
 // # Failures
 //
 // [WithRequestTimeout] raises gowsgi.RequestTimeout in a request that runs
 // too long (504, or an aborted connection after the headers);
 // [WithQueueTimeout] and [WithMaxQueue] answer 503 with Retry-After before
-// a request enters Python; [WithMaxRequestBody] answers 413. Every figure
-// is in [Handler.Stats].
+// a request enters Python; [WithMaxRequestBody] answers 413;
+// [WithSendTimeout] cuts a client that stops reading. Every figure is in
+// [Handler.Stats].
 //
 // # Limits
 //

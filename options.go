@@ -182,15 +182,16 @@ func WithInterpreters(n int) Option {
 	}
 }
 
-// WithThreads sets how many requests may be inside the app at once (the
-// threads of a threaded WSGI server). A request holds its place from the
-// app call until the response is written, as a server thread would (a
-// small body is read before, see the README); the
-// rest wait in Go and give up when their request's context ends. Default 8;
-// at least 1. The default suits apps that wait on databases and services;
-// an app that spends its time in Python serves more with 1 or 2, since
-// threads taking turns on one GIL cost a hand-off per request (README,
-// Benchmarks).
+// WithThreads sets how many requests may run an interpreter's Python at
+// once (the threads of a threaded WSGI server): in the app, or blocked in
+// it on I/O. A request holds its place only while Python runs for it: not
+// while it waits in the queue, nor while its client takes the response or
+// sends its body. Requests beyond it wait, in order, and give up when
+// their request's context ends. An app that spends its time in Python
+// runs its requests back to back on one thread whatever the number (see
+// the package's "Threads and the GIL"); more places let more requests
+// overlap while others wait on databases and services. Default 8; at
+// least 1. With IsolatedInterpreters, each interpreter has n.
 func WithThreads(n int) Option {
 	return func(o *options) error {
 		if n < 1 {
@@ -493,13 +494,14 @@ func WithAccessLog(w io.Writer) Option {
 	}
 }
 
-// WithRequestTimeout bounds the time a request may spend in the app. Past
-// d, gowsgi.RequestTimeout (a BaseException, so "except Exception" does not
+// WithRequestTimeout bounds the time a request may spend in the app,
+// counted from the app call (not the time queued). Past d,
+// gowsgi.RequestTimeout (a BaseException, so "except Exception" does not
 // catch it) is raised in the request's thread; the client gets 504 if the
 // headers have not gone out, else the connection is aborted; close() still
 // runs and the thread comes back. Python can only raise it when the thread
 // runs Python code: a thread blocked in C (a long sleep, a socket read) sees
-// it when that call returns, and one still in C at 2 x d is logged and
+// it when that call returns, and a request not over at 2 x d is logged and
 // counted in Stats.Stuck until it comes back. Default 0: no timeout.
 func WithRequestTimeout(d time.Duration) Option {
 	return func(o *options) error {
@@ -553,8 +555,9 @@ func WithQueueTimeout(d time.Duration) Option {
 	}
 }
 
-// WithMaxQueue bounds how many requests may wait for a thread; one more
-// gets 503 with Retry-After at once. Default 0: no bound.
+// WithMaxQueue bounds how many requests may wait for a place in an
+// interpreter (each interpreter of IsolatedInterpreters has its own
+// queue); one more gets 503 with Retry-After at once. Default 0: no bound.
 func WithMaxQueue(n int) Option {
 	return func(o *options) error {
 		if n < 0 {

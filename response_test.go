@@ -257,27 +257,6 @@ func TestExpiredRequestObjects(t *testing.T) {
 		"wsgi.input, start_response and write raise once their request ended")
 }
 
-func TestThreadLocalsDuringIteration(t *testing.T) {
-	h, _ := newHandler(t, "application")
-	srv := serve(t, h)
-	done := make(chan response)
-	const n = 40
-	for range n {
-		go func() { done <- get(t, srv, "/threadlocal") }()
-	}
-	for range n {
-		r := <-done
-		require.NoError(t, r.err)
-		assert.Equal(t, strings.Repeat("ok\n", 5), r.body, "threading.local and contextvars set in the app call hold while its iterable runs")
-	}
-	var closes []bool
-	getJSON(t, srv, "/threadlocal-close", &closes)
-	require.Len(t, closes, n)
-	for _, ok := range closes {
-		assert.True(t, ok, "and in close()")
-	}
-}
-
 func TestStreamFlushesEachChunk(t *testing.T) {
 	h, _ := newHandler(t, "validated")
 	srv := serve(t, h)

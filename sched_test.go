@@ -1,6 +1,7 @@
 package wsgi_test
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -8,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -196,4 +198,99 @@ func TestSendTimeoutSparesASlowReader(t *testing.T) {
 	assert.Equal(t, 40*65536, total)
 	assert.Greater(t, time.Since(start), 500*time.Millisecond, "the response lasted longer than the timeout")
 	assert.Zero(t, h.Stats().Errors)
+}
+
+func TestQueueLimits(t *testing.T) {
+	h, _ := newHandler(t, "application", wsgi.WithThreads(1), wsgi.WithMaxQueue(1),
+		wsgi.WithQueueTimeout(300*time.Millisecond))
+	srv := serve(t, h)
+	gate := filepath.Join(t.TempDir(), "gate")
+	first := make(chan response)
+	go func() { first <- get(t, srv, "/wait-file?path="+url.QueryEscape(gate)) }()
+	eventually(t, func() bool { return exists(gate + ".started") }, "the first request never started")
+
+	queued := make(chan response)
+	go func() { queued <- get(t, srv, "/counter") }()
+	eventually(t, func() bool { return h.Stats().Queued == 1 }, "the second request did not queue")
+
+	r := get(t, srv, "/counter")
+	assert.Equal(t, http.StatusServiceUnavailable, r.status, "the queue is full")
+	assert.Equal(t, "1", r.header.Get("Retry-After"))
+
+	r = <-queued
+	assert.Equal(t, http.StatusServiceUnavailable, r.status, "the queued request timed out")
+	assert.Equal(t, "1", r.header.Get("Retry-After"))
+
+	require.NoError(t, os.WriteFile(gate, nil, 0o644))
+	assert.Equal(t, "released", (<-first).body)
+	var count int
+	getJSON(t, srv, "/counter", &count)
+	assert.Equal(t, 1, count, "refused requests never entered Python")
+	st := h.Stats()
+	assert.Equal(t, uint64(2), st.Rejected)
+	assert.Greater(t, st.QueueWait, 250*time.Millisecond)
+}
+
+func TestQueuedClientLeaves(t *testing.T) {
+	h, _ := newHandler(t, "application", wsgi.WithThreads(1))
+	srv := serve(t, h)
+	gate := filepath.Join(t.TempDir(), "gate")
+	first := make(chan response, 1)
+	go func() { first <- get(t, srv, "/wait-file?path="+url.QueryEscape(gate)) }()
+	eventually(t, func() bool { return exists(gate + ".started") }, "the first request never started")
+
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL+"/counter", nil)
+	go srv.Client().Do(req)
+	eventually(t, func() bool { return h.Stats().Queued == 1 }, "the request did not queue")
+	cancel()
+	eventually(t, func() bool { return h.Stats().Queued == 0 }, "a client that left is dropped from the queue")
+	require.NoError(t, os.WriteFile(gate, nil, 0o644))
+	assert.Equal(t, "released", (<-first).body)
+}
+
+// TestThreadsAdmission checks WithThreads: with one thread a second request
+// waits in Go while the first is in Python, and a waiting request whose
+// client gives up leaves without ever entering Python.
+func TestThreadsAdmission(t *testing.T) {
+	h, _ := newHandler(t, "application", wsgi.WithThreads(1))
+	srv := serve(t, h)
+	gate := filepath.Join(t.TempDir(), "gate")
+
+	first := make(chan response)
+	go func() { first <- get(t, srv, "/wait-file?path="+url.QueryEscape(gate)) }()
+	eventually(t, func() bool { return exists(gate + ".started") }, "the first request never started")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL+"/counter", nil)
+	_, err := srv.Client().Do(req)
+	require.ErrorIs(t, err, context.DeadlineExceeded, "the only thread is busy: the request waits")
+
+	require.NoError(t, os.WriteFile(gate, nil, 0o644))
+	assert.Equal(t, "released", (<-first).body)
+	var count int
+	getJSON(t, srv, "/counter", &count)
+	assert.Equal(t, 1, count, "the abandoned request never reached the app")
+}
+
+func TestThreadLocalsDuringIteration(t *testing.T) {
+	h, _ := newHandler(t, "application")
+	srv := serve(t, h)
+	done := make(chan response)
+	const n = 40
+	for range n {
+		go func() { done <- get(t, srv, "/threadlocal") }()
+	}
+	for range n {
+		r := <-done
+		require.NoError(t, r.err)
+		assert.Equal(t, strings.Repeat("ok\n", 5), r.body, "threading.local and contextvars set in the app call hold while its iterable runs")
+	}
+	var closes []bool
+	getJSON(t, srv, "/threadlocal-close", &closes)
+	require.Len(t, closes, n)
+	for _, ok := range closes {
+		assert.True(t, ok, "and in close()")
+	}
 }

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -121,17 +120,6 @@ func TestNextRequestAfterError(t *testing.T) {
 	}
 }
 
-func TestWSGIErrorsLogged(t *testing.T) {
-	h, sink := newHandler(t, "validated")
-	srv := serve(t, h)
-	assert.Equal(t, "logged", get(t, srv, "/errors").body)
-	var lines []string
-	for _, rec := range sink.find("wsgi.errors") {
-		lines = append(lines, rec["line"])
-	}
-	assert.Equal(t, []string{"line one", "line two", "a", "b"}, lines)
-}
-
 func TestConcurrentRequests(t *testing.T) {
 	h, _ := newHandler(t, "application", wsgi.WithThreads(4))
 	srv := serve(t, h)
@@ -149,31 +137,6 @@ func TestConcurrentRequests(t *testing.T) {
 	var count int
 	getJSON(t, srv, "/counter", &count)
 	assert.Equal(t, n+1, count)
-}
-
-// TestThreadsAdmission checks WithThreads: with one thread a second request
-// waits in Go while the first is in Python, and a waiting request whose
-// client gives up leaves without ever entering Python.
-func TestThreadsAdmission(t *testing.T) {
-	h, _ := newHandler(t, "application", wsgi.WithThreads(1))
-	srv := serve(t, h)
-	gate := filepath.Join(t.TempDir(), "gate")
-
-	first := make(chan response)
-	go func() { first <- get(t, srv, "/wait-file?path="+url.QueryEscape(gate)) }()
-	eventually(t, func() bool { return exists(gate + ".started") }, "the first request never started")
-
-	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL+"/counter", nil)
-	_, err := srv.Client().Do(req)
-	require.ErrorIs(t, err, context.DeadlineExceeded, "the only thread is busy: the request waits")
-
-	require.NoError(t, os.WriteFile(gate, nil, 0o644))
-	assert.Equal(t, "released", (<-first).body)
-	var count int
-	getJSON(t, srv, "/counter", &count)
-	assert.Equal(t, 1, count, "the abandoned request never reached the app")
 }
 
 func exists(path string) bool {
@@ -307,4 +270,22 @@ func TestServedThroughRecorder(t *testing.T) {
 	assert.Equal(t, 200, rec.Code)
 	body, _ := io.ReadAll(rec.Body)
 	assert.Equal(t, "via recorder", string(body))
+}
+
+func TestShutdownWithAppThreads(t *testing.T) {
+	for _, daemon := range []string{"0", "1"} {
+		sink := &logSink{}
+		h, err := wsgi.NewHandler(wsgi.WithApp(appSpec(t, "application")), wsgi.WithLogger(slogFor(sink)))
+		require.NoError(t, err)
+		srv := serve(t, h)
+		assert.Equal(t, "spawned", get(t, srv, "/spawn-thread?name=lingering&ms=60000&daemon="+daemon).body)
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		start := time.Now()
+		require.NoError(t, h.Shutdown(ctx))
+		cancel()
+		assert.Less(t, time.Since(start), 5*time.Second, "a thread that runs on does not hang shutdown past its context")
+		recs := sink.find("threads the app started are still running")
+		require.Len(t, recs, 1, "daemon=%s", daemon)
+		assert.Contains(t, recs[0]["threads"], "lingering")
+	}
 }

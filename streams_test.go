@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -16,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -207,4 +209,37 @@ func TestErrorsPerRequest(t *testing.T) {
 	assert.Equal(t, lines["AAAaaa"]["request_id"], lines["end of A"]["request_id"])
 	assert.NotEqual(t, lines["AAAaaa"]["request_id"], lines["BBBbbb"]["request_id"])
 	assert.Equal(t, "/errors-parts", lines["BBBbbb"]["path"])
+}
+
+// TestClientLeavesDuringRead: read() raises an OSError in the app when the
+// client goes away mid-body: a body read as the app asks, and a small one
+// read before the app runs (early.go), where the error waits for the app's
+// read.
+func TestClientLeavesDuringRead(t *testing.T) {
+	for _, length := range []int{1000000, 100} {
+		h, _ := newHandler(t, "application")
+		srv := serve(t, h)
+		conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+		require.NoError(t, err)
+		fmt.Fprintf(conn, "POST /read-catch HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\npartial body", length)
+		time.Sleep(50 * time.Millisecond)
+		conn.Close()
+		var errs []map[string]any
+		eventually(t, func() bool {
+			getJSON(t, srv, "/read-errors", &errs)
+			return len(errs) == 1
+		}, "the app never saw the read fail")
+		assert.Equal(t, true, errs[0]["oserror"], "Content-Length %d: read() raises an OSError-family exception: %v", length, errs[0])
+	}
+}
+
+func TestWSGIErrorsLogged(t *testing.T) {
+	h, sink := newHandler(t, "validated")
+	srv := serve(t, h)
+	assert.Equal(t, "logged", get(t, srv, "/errors").body)
+	var lines []string
+	for _, rec := range sink.find("wsgi.errors") {
+		lines = append(lines, rec["line"])
+	}
+	assert.Equal(t, []string{"line one", "line two", "a", "b"}, lines)
 }

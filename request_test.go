@@ -242,3 +242,28 @@ func TestStreamMixedChunkSizes(t *testing.T) {
 		require.Equal(t, want.String(), gw.Body.String())
 	}
 }
+
+func TestHostileApps(t *testing.T) {
+	h, sink := newHandler(t, "application")
+	srv := serve(t, h)
+	for path, want := range map[string]string{
+		"/sys-exit":           "SystemExit",
+		"/keyboard-interrupt": "KeyboardInterrupt",
+		"/base-exception":     "Custom",
+		"/no-start-response":  "did not call start_response",
+		"/return-none":        "NoneType",
+		"/iter-raises":        "cannot iterate",
+	} {
+		r := get(t, srv, path)
+		assert.Equal(t, 500, r.status, path)
+		found := false
+		for _, rec := range sink.find("wsgi: application error") {
+			found = found || strings.Contains(rec["error"], want)
+		}
+		assert.True(t, found, "%s: no log record mentions %q", path, want)
+		assert.Equal(t, "Hello, World!", get(t, srv, "/hello").body, "served after %s", path)
+	}
+	r := get(t, srv, "/exit-mid-stream")
+	assert.Error(t, r.err, "SystemExit after the headers aborts the connection")
+	assert.Equal(t, "Hello, World!", get(t, srv, "/hello").body, "and the process lives on")
+}
