@@ -85,7 +85,7 @@ func go_log(handler, slotID C.uintptr_t, gen C.uint64_t, p *C.char, n C.size_t) 
 	if h := handlerOf(handler); h != nil {
 		log = h.log
 	}
-	log.Error("wsgi.errors", "line", line)
+	log.Error("wsgi.errors", "event", evErrorsLine, "line", line)
 }
 
 // go_start_writer starts the goroutine that sends a response while its
@@ -121,7 +121,7 @@ func (rq *request) recoverInto(s *slot, gen uint64, rc *C.longlong, msg *C.char,
 		release()
 		return
 	}
-	rq.h.log.Error("wsgi: panic in a wsgi.input read after the request ended", "panic", fmt.Sprint(p))
+	rq.h.log.Error("wsgi: panic in a wsgi.input read after the request ended", "event", evLatePanic, "panic", fmt.Sprint(p))
 }
 
 // putMsg copies s into C's message buffer, NUL-terminated and cut to fit.

@@ -77,7 +77,7 @@ func TestLogAfterClose(t *testing.T) {
 	assert.Equal(t, "logging", get(t, srv, "/bg-log").body)
 	require.NoError(t, h.Close())
 	time.Sleep(200 * time.Millisecond) // the thread logs on, to slog.Default()
-	assert.NotEmpty(t, sink.find("threads the app started are still running"))
+	assert.NotEmpty(t, sink.event("threads_left"))
 }
 
 // Two threads reading wsgi.input at once would share its buffer: while
@@ -150,7 +150,7 @@ func TestLatePanicInARead(t *testing.T) {
 	h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/bg-read", body))
 	assert.Equal(t, "answered before the body came", rec.Body.String())
 	close(body.release) // the read the app's thread is in panics now
-	eventually(t, func() bool { return len(sink.find("panic in a wsgi.input read after the request ended")) == 1 },
+	eventually(t, func() bool { return len(sink.event("late_panic")) == 1 },
 		"the late panic was not logged")
 	for range 3 {
 		rec = httptest.NewRecorder()

@@ -66,6 +66,22 @@ func (s *logSink) find(msg string) []map[string]string {
 	return out
 }
 
+// event returns the attributes of the records whose event attribute is
+// name, and, when aborted is given, whose aborted attribute says so.
+func (s *logSink) event(name string, aborted ...bool) []map[string]string {
+	var out []map[string]string
+	for _, m := range s.find("") {
+		if m["event"] != name {
+			continue
+		}
+		if len(aborted) > 0 && (m["aborted"] == "true") != aborted[0] {
+			continue
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
 func slogFor(s *logSink) *slog.Logger { return slog.New(s) }
 
 // newHandler builds a handler for the test app and closes it when the test

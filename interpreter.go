@@ -322,7 +322,7 @@ func (ip *interp) end(ctx context.Context, log *slog.Logger) {
 			}
 			wait.Stop()
 			log.Error("wsgi: threads the app started are still running, so its interpreter is left alive (its memory is not freed)",
-				"count", n, "threads", names)
+				"event", evThreadsLeft, "count", n, "threads", names)
 			break
 		}
 	}
@@ -422,11 +422,11 @@ func (h *Handler) reloadIfChanged(w http.ResponseWriter) {
 		if errors.As(err, &pe) {
 			attrs = append(attrs, "traceback", pe.Traceback)
 		}
-		h.log.Error("wsgi: reload failed; the old app keeps serving until its files change again", attrs...)
+		h.log.Error("wsgi: reload failed; the old app keeps serving until its files change again", append([]any{"event", evReloadError}, attrs...)...)
 		return
 	}
 	h.failed = nil
-	h.log.Info("wsgi: reloaded the app", "app", h.opts.app, "mechanism", h.opts.reload.String())
+	h.log.Info("wsgi: reloaded the app", "event", evReloaded, "app", h.opts.app, "mechanism", h.opts.reload.String())
 }
 
 // Reload brings in the app's current code now, as WithReloadMechanism says,

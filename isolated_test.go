@@ -178,7 +178,7 @@ func TestIsolatedRefusal(t *testing.T) {
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
 	assert.Equal(t, 500, rec.Code)
-	recs := sink.find("wsgi: application error")
+	recs := sink.event("app_error", false)
 	require.Len(t, recs, 1)
 	assert.Contains(t, recs[0]["hint"], "readline")
 }

@@ -1,16 +1,31 @@
 package wsgi
 
 import (
-	"context"
 	"errors"
 	"log/slog"
 	"strconv"
 )
 
+// Every record of a handler carries event, a name that says what happened
+// (below), so that a program reading the log need not parse messages.
 // Records about a request carry the same attributes everywhere: method,
 // path and request_id; an error adds error (the exception's type and
 // message) and, for a Python exception, traceback (and hint, for an
 // extension module that refuses the interpreter).
+const (
+	evAppError    = "app_error"      // the app raised or broke PEP 3333 (aborted=true after the headers)
+	evCloseError  = "close_error"    // the iterable's close() raised after a whole response
+	evErrorsLine  = "wsgi_errors"    // a line the app wrote to wsgi.errors
+	evTimeout     = "timeout"        // WithRequestTimeout stopped a request
+	evStuck       = "stuck"          // a timed-out request has not come back
+	evUnstuck     = "unstuck"        // it came back
+	evBodyLimit   = "body_too_large" // WithMaxRequestBody stopped a request
+	evClientGone  = "client_gone"    // the client went away while the app ran
+	evLatePanic   = "late_panic"     // Go code panicked in a read by a thread the app started, after its request
+	evReloaded    = "reloaded"       // the app was reloaded
+	evReloadError = "reload_error"   // a reload failed; the old app serves on
+	evThreadsLeft = "threads_left"   // threads the app started outlived its handler
+)
 const (
 	slogDebug = slog.LevelDebug
 	slogInfo  = slog.LevelInfo
@@ -47,21 +62,23 @@ func (rq *request) errAttrs(err error) []any {
 	return attrs
 }
 
-func (rq *request) logError(msg string, err error) { rq.logAt(slogError, msg, err) }
+func (rq *request) logError(event, msg string, err error, more ...any) {
+	rq.logAt(slogError, event, msg, err, more...)
+}
 
-func (rq *request) logAt(level slog.Level, msg string, err error) {
+func (rq *request) logAt(level slog.Level, event, msg string, err error, more ...any) {
 	ctx := rq.r.Context()
 	if !rq.h.log.Enabled(ctx, level) {
 		return
 	}
-	attrs := rq.attrs()
+	attrs := append([]any{"event", event}, rq.attrs()...)
 	if err != nil {
 		attrs = append(attrs, rq.errAttrs(err)...)
 	}
-	rq.h.log.Log(ctx, level, msg, attrs...)
+	rq.h.log.Log(ctx, level, msg, append(attrs, more...)...)
 }
 
 // logLine logs a line the app wrote to wsgi.errors.
 func (rq *request) logLine(line string) {
-	rq.h.log.Log(context.Background(), slogError, "wsgi.errors", append(rq.attrs(), "line", line)...)
+	rq.logAt(slogError, evErrorsLine, "wsgi.errors", nil, "line", line)
 }

@@ -251,7 +251,7 @@ func TestScriptReloading(t *testing.T) {
 			rewrite(t, path, "def application(:\n")
 			assert.Equal(t, "v2 2", get(t, srv, "/").body)
 			assert.Equal(t, "v2 3", get(t, srv, "/").body)
-			failures := sink.find("reload failed")
+			failures := sink.event("reload_error")
 			require.Len(t, failures, 1, "a failed version is not retried until it changes")
 			assert.Contains(t, failures[0]["traceback"], "SyntaxError")
 
@@ -416,8 +416,8 @@ func TestWithMaxRequestBody(t *testing.T) {
 
 	r = do(t, srv, http.MethodPost, "/echo", chunked{strings.NewReader(strings.Repeat("a", 5000))})
 	assert.Equal(t, 413, r.status, "a chunked body that passes the limit")
-	assert.NotEmpty(t, sink.find("over the limit"))
-	assert.Empty(t, sink.find("wsgi: application error"), "not logged as an app error")
+	assert.NotEmpty(t, sink.event("body_too_large"))
+	assert.Empty(t, sink.event("app_error", false), "not logged as an app error")
 
 	_, err := wsgi.NewHandler(wsgi.WithApp("x"), wsgi.WithMaxRequestBody(-1))
 	require.ErrorContains(t, err, "WithMaxRequestBody")
@@ -453,7 +453,7 @@ func TestWithAccessLog(t *testing.T) {
 	assert.Regexp(t, `^127\.0\.0\.1 - - \[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\] "GET /hello\?x=1 HTTP/1\.1" 200 13 "http://ref\.example/" "agent/1" \d+-\d+$`, lines[0])
 	assert.Contains(t, lines[1], `"GET /raise HTTP/1.1" 500 26`)
 	// The line ends with the request's id, as the error's log record has it.
-	recs := sink.find("wsgi: application error")
+	recs := sink.event("app_error", false)
 	require.NotEmpty(t, recs)
 	assert.Equal(t, "/raise", recs[0]["path"])
 	assert.True(t, strings.HasSuffix(lines[1], " "+recs[0]["request_id"]), "%s vs %v", lines[1], recs[0]["request_id"])

@@ -184,7 +184,7 @@ func (rq *request) end(state int, perr *C.gowsgi_error, stop int) {
 		return
 	}
 	if perr._type != nil {
-		rq.logError("wsgi: the iterable's close() raised", takeError(perr))
+		rq.logError(evCloseError, "wsgi: the iterable's close() raised", takeError(perr))
 	}
 	rq.repanic()
 	if stop != 2 && !rq.resp.failed {

@@ -146,10 +146,10 @@ func TestStreamQueueIsBounded(t *testing.T) {
 	assert.Equal(t, n, stepsOf(t, h, "bounded"))
 }
 
-// A ResponseWriter that panics while the flusher writes: the panic comes
+// A ResponseWriter that panics while a batch is sent: the panic comes
 // back on the request's goroutine, as from a synchronous write, and the
 // process and the handler live on.
-func TestStreamWriterPanicsInFlusher(t *testing.T) {
+func TestStreamWriterPanics(t *testing.T) {
 	h, _ := newHandler(t, "application", wsgi.WithThreads(1))
 	func() {
 		defer func() {
@@ -209,10 +209,10 @@ func TestStreamAfterWriterPanic(t *testing.T) {
 	}
 }
 
-// A ResponseWriter that calls runtime.Goexit in the flusher's goroutine
+// A ResponseWriter that calls runtime.Goexit in the writer goroutine
 // (a test's writer calling t.FailNow) does not leave the request waiting
 // for it forever: the request ends with a panic, the slot comes back.
-func TestStreamWriterGoexitInFlusher(t *testing.T) {
+func TestStreamWriterGoexit(t *testing.T) {
 	h, _ := newHandler(t, "application", wsgi.WithThreads(1))
 	gw := newGateWriter(0, 0)
 	gw.exitAt = 1
@@ -257,7 +257,7 @@ func TestHostileApps(t *testing.T) {
 		r := get(t, srv, path)
 		assert.Equal(t, 500, r.status, path)
 		found := false
-		for _, rec := range sink.find("wsgi: application error") {
+		for _, rec := range sink.event("app_error", false) {
 			found = found || strings.Contains(rec["error"], want)
 		}
 		assert.True(t, found, "%s: no log record mentions %q", path, want)

@@ -392,7 +392,7 @@ func (rq *request) fail(err error) {
 	tooLarge := rq.tooLarge.Load()
 	switch {
 	case r.werr != nil && !timedOut:
-		rq.logAt(slogDebug, "wsgi: the client went away", err)
+		rq.logAt(slogDebug, evClientGone, "wsgi: the client went away", err)
 		panic(http.ErrAbortHandler)
 	case !timedOut && !tooLarge:
 		rq.h.stats.errors.Add(1)
@@ -402,21 +402,25 @@ func (rq *request) fail(err error) {
 		if timedOut {
 			msg = "wsgi: request timeout after the headers were sent; aborting the connection"
 		}
-		rq.logError(msg, err)
+		event := evAppError
+		if timedOut {
+			event = evTimeout
+		}
+		rq.logError(event, msg, err, "aborted", true)
 		panic(http.ErrAbortHandler)
 	}
 	code := http.StatusInternalServerError
 	switch {
 	case timedOut:
 		code = http.StatusGatewayTimeout
-		rq.logAt(slogWarn, "wsgi: request timeout", err)
+		rq.logAt(slogWarn, evTimeout, "wsgi: request timeout", err)
 	case tooLarge:
 		// The app failed because the body passed the limit: say so.
 		code = http.StatusRequestEntityTooLarge
 		rq.h.stats.rejected.Add(1)
-		rq.logAt(slogInfo, "wsgi: request body over the limit", err)
+		rq.logAt(slogInfo, evBodyLimit, "wsgi: request body over the limit", err)
 	default:
-		rq.logError("wsgi: application error", err)
+		rq.logError(evAppError, "wsgi: application error", err)
 	}
 	if r.wbuf != nil {
 		r.wbuf.Close()

@@ -61,7 +61,7 @@ func TestResponseBodies(t *testing.T) {
 			}
 			assert.Equal(t, "yes", get(t, srv, "/exc-info").header.Get("X-Handled"),
 				"start_response with exc_info replaces the headers")
-			assert.Empty(t, sink.find("wsgi: application error"))
+			assert.Empty(t, sink.event("app_error", false))
 			noUnraisable(t, srv)
 		})
 	}
@@ -120,7 +120,7 @@ func TestResponseErrors(t *testing.T) {
 	}
 	for _, c := range cases {
 		found := false
-		for _, rec := range sink.find("wsgi: application error") {
+		for _, rec := range sink.event("app_error", false) {
 			if rec["path"] == strings.SplitN(c.path, "?", 2)[0] && strings.Contains(rec["error"]+rec["traceback"], strings.ReplaceAll(c.logged, `\"`, `"`)) {
 				found = true
 				assert.NotEmpty(t, rec["traceback"])
@@ -140,7 +140,7 @@ func TestResponseErrorAfterHeaders(t *testing.T) {
 		assert.Equal(t, 200, r.status, path)
 		assert.Error(t, r.err, "%s: the chunked body must end in an error, not a clean end", path)
 		assert.NotContains(t, r.body, "should not be sent", path)
-		assert.NotEmpty(t, sink.find("after the headers were sent"), path)
+		assert.NotEmpty(t, sink.event("app_error", true), path)
 		assert.Equal(t, "Hello, World!", get(t, srv, "/hello").body)
 	}
 }
@@ -179,7 +179,7 @@ func TestCloseRaisesAfterTheBody(t *testing.T) {
 	r := get(t, srv, "/close-raises?end")
 	assert.Equal(t, 200, r.status)
 	assert.Equal(t, "chunk one\nchunk two\n", r.body)
-	recs := sink.find("close() raised")
+	recs := sink.event("close_error")
 	require.Len(t, recs, 1)
 	assert.Contains(t, recs[0]["traceback"], "boom in close")
 	assert.Equal(t, "Hello, World!", get(t, srv, "/hello").body, "the next request is served")

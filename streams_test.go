@@ -198,7 +198,7 @@ func TestErrorsPerRequest(t *testing.T) {
 		assert.Equal(t, "logged", (<-done).body)
 	}
 	lines := map[string]map[string]string{}
-	for _, rec := range sink.find("wsgi.errors") {
+	for _, rec := range sink.event("wsgi_errors") {
 		lines[rec["line"]] = rec
 	}
 	require.Contains(t, lines, "AAAaaa")
@@ -238,7 +238,7 @@ func TestWSGIErrorsLogged(t *testing.T) {
 	srv := serve(t, h)
 	assert.Equal(t, "logged", get(t, srv, "/errors").body)
 	var lines []string
-	for _, rec := range sink.find("wsgi.errors") {
+	for _, rec := range sink.event("wsgi_errors") {
 		lines = append(lines, rec["line"])
 	}
 	assert.Equal(t, []string{"line one", "line two", "a", "b"}, lines)

@@ -51,8 +51,8 @@ func (rq *request) watchTimeout(d time.Duration) (disarm func()) {
 			if !wt.over {
 				// Log before counting, so whoever sees the count
 				// also finds the line.
-				h.log.Error("wsgi: a timed-out request is still in C code and cannot be interrupted; its thread stays busy until it returns",
-					append(rq.attrs(), "timeout", d)...)
+				rq.logError(evStuck, "wsgi: a timed-out request has not come back; its thread stays busy until it does",
+					nil, "timeout", d)
 				wt.stuck = true
 				h.stats.stuck.Add(1)
 			}
@@ -66,7 +66,7 @@ func (rq *request) watchTimeout(d time.Duration) (disarm func()) {
 		wt.timer.Stop()
 		if wt.stuck {
 			wt.stuck = false
-			h.log.Warn("wsgi: a stuck request came back", rq.attrs()...)
+			rq.logAt(slogWarn, evUnstuck, "wsgi: a stuck request came back", nil)
 			h.stats.stuck.Add(-1)
 		}
 	}

@@ -284,7 +284,7 @@ func TestShutdownWithAppThreads(t *testing.T) {
 		require.NoError(t, h.Shutdown(ctx))
 		cancel()
 		assert.Less(t, time.Since(start), 5*time.Second, "a thread that runs on does not hang shutdown past its context")
-		recs := sink.find("threads the app started are still running")
+		recs := sink.event("threads_left")
 		require.Len(t, recs, 1, "daemon=%s", daemon)
 		assert.Contains(t, recs[0]["threads"], "lingering")
 	}

@@ -209,28 +209,35 @@ func (l *logHandler) Handle(ctx context.Context, r slog.Record) error {
 	}
 	r.Attrs(add)
 	tb := attrs["traceback"]
-	if r.Level < slog.LevelError || (r.Message != "wsgi.errors" && tb == "") {
-		// The handler's own reports: a timeout, a body over the limit,
-		// threads left running. Worth seeing, not a failure of the app.
+	event := attrs["event"]
+	switch event {
+	case "app_error", "close_error", "reload_error", "wsgi_errors", "timeout":
+	default:
+		// The handler's own reports: threads left running, a body over
+		// the limit, a client gone. Worth seeing, not a failure of the
+		// app.
+		a.logf("wsgitest: handler log: %s %s %s", r.Level, r.Message, strings.Join(list, " "))
+		return nil
+	}
+	if event == "timeout" && r.Level < slog.LevelError {
+		// A 504: the handler's own report; a timeout after the headers
+		// cut the response, which is the app's failure.
 		a.logf("wsgitest: handler log: %s %s %s", r.Level, r.Message, strings.Join(list, " "))
 		return nil
 	}
 
 	var e Error
-	if r.Message == "wsgi.errors" {
+	if event == "wsgi_errors" {
 		e = Error{Kind: Logged, Text: attrs["line"]}
 	} else {
-		e = Error{Kind: Exception, Text: attrs["error"], Traceback: tb}
-		if e.Text == "" && attrs["type"] != "" {
-			e.Text = attrs["type"] + ": " + attrs["message"]
-		}
+		e = Error{Kind: Exception, Text: attrs["error"], Traceback: tb, Aborted: attrs["aborted"] == "true"}
 		if text, ok := validatorFailure(tb, e.Text); ok {
 			e.Kind, e.Text = Violation, text
 		}
-		switch {
-		case strings.Contains(r.Message, "close()"):
+		switch event {
+		case "close_error":
 			e.Text = "in the iterable's close(): " + e.Text
-		case strings.Contains(r.Message, "reload"):
+		case "reload_error":
 			e.Text = "reloading the app: " + e.Text
 		}
 		if attrs["method"] != "" {
@@ -240,13 +247,6 @@ func (l *logHandler) Handle(ctx context.Context, r slog.Record) error {
 
 	ex, _ := ctx.Value(exchangeKey{}).(*exchange)
 	a.mu.Lock()
-	if ex == nil && r.Message == "wsgi.errors" && len(a.inflight) == 1 {
-		// wsgi.errors lines come without their request; the one request
-		// in flight is the one that wrote them.
-		for one := range a.inflight {
-			ex = one
-		}
-	}
 	if _, ok := a.inflight[ex]; ok {
 		// Reported when the request ends, with the request.
 		if e.Kind == Logged {
