@@ -93,6 +93,7 @@ type config struct {
 	idleTimeout       time.Duration
 	maxRequestBody    int64
 	requestTimeout    time.Duration
+	sendTimeout       time.Duration
 	queueTimeout      time.Duration
 	maxQueue          int
 	trustedProxies    listFlag
@@ -143,6 +144,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.DurationVar(&c.idleTimeout, "idle-timeout", 2*time.Minute, "how long an idle keep-alive connection stays open")
 	fs.Int64Var(&c.maxRequestBody, "max-request-body", 0, "largest request body in bytes, 0 for no limit (413 beyond it)")
 	fs.DurationVar(&c.requestTimeout, "request-timeout", 0, "stop a request still in the app after this long: 504, or an aborted response (0: none)")
+	fs.DurationVar(&c.sendTimeout, "send-timeout", 60*time.Second, "cut a client that takes nothing of the response for this long, between two writes (0: never)")
 	fs.DurationVar(&c.queueTimeout, "queue-timeout", 0, "answer 503 to a request that waited this long for a thread (0: wait)")
 	fs.IntVar(&c.maxQueue, "max-queue", 0, "answer 503 at once when this many requests already wait (0: no bound)")
 	fs.Var(&c.trustedProxies, "trusted-proxy", "address or CIDR of a proxy whose Forwarded/X-Forwarded-* headers are believed; repeatable")
@@ -194,6 +196,7 @@ func (c *config) options(logger *slog.Logger, stdout io.Writer, restart func()) 
 		wsgi.WithOptimizeSendHeaders(c.optimizeHeaders),
 		wsgi.WithMaxRequestBody(c.maxRequestBody),
 		wsgi.WithRequestTimeout(c.requestTimeout),
+		wsgi.WithSendTimeout(c.sendTimeout),
 		wsgi.WithQueueTimeout(c.queueTimeout),
 		wsgi.WithMaxQueue(c.maxQueue),
 		wsgi.WithTrustedProxies(c.trustedProxies...),

@@ -330,3 +330,33 @@ func TestProcessReloadKeepsServing(t *testing.T) {
 		t.Fatal("the old process did not exit")
 	}
 }
+
+// --send-timeout reaches the library: a client that stops reading a long
+// response is cut soon after it, with the app's close() run.
+func TestSendTimeoutFlag(t *testing.T) {
+	bin := gowsgiBin(t)
+	dir := t.TempDir()
+	app := filepath.Join(dir, "app.py")
+	marker := filepath.Join(dir, "closed")
+	writeFile(t, app, fmt.Sprintf(`class Body:
+    def __iter__(self):
+        for _ in range(400):
+            yield b"x" * 65536
+    def close(self):
+        open(%q, "w").close()
+
+def application(environ, start_response):
+    start_response("200 OK", [("Content-Type", "application/octet-stream")])
+    return Body()
+`, marker), -time.Hour)
+	_, url, _ := start(t, bin, "--bind", "127.0.0.1:0", "--send-timeout", "300ms", app)
+	conn, err := net.Dial("tcp", strings.TrimSuffix(strings.TrimPrefix(url, "http://"), "/"))
+	require.NoError(t, err)
+	defer conn.Close()
+	_, err = io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		_, err := os.Stat(marker)
+		return err == nil
+	}, 10*time.Second, 20*time.Millisecond, "the stalled client was not cut, or close() did not run")
+}
