@@ -50,16 +50,23 @@ func (m *member) enter() *interp {
 }
 
 // pick returns the member with the fewest requests, counting this one.
+// Concurrent picks each see the other's count: a pick whose member's count
+// moved meanwhile looks again.
 func (h *Handler) pick() *member {
-	best := h.members[0]
-	if len(h.members) > 1 {
+	if len(h.members) == 1 {
+		h.members[0].load.Add(1)
+		return h.members[0]
+	}
+	for {
+		best := h.members[0]
 		low := best.load.Load()
 		for _, m := range h.members[1:] {
 			if l := m.load.Load(); l < low {
 				best, low = m, l
 			}
 		}
+		if best.load.CompareAndSwap(low, low+1) {
+			return best
+		}
 	}
-	best.load.Add(1)
-	return best
 }
