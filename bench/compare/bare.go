@@ -7,12 +7,14 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"time"
 )
 
 // The bodies every server must send, byte for byte: the same as the apps in
-// bench/apps/apps.py and bench/apps/flaskapp.py.
+// bench/apps/apps.py, flaskapp.py and djangoapp.py.
 var (
 	helloBody  = []byte("Hello, World!")
+	djangoBody = []byte(`{"hello": "world"}`)
 	bigBody    = bytes.Repeat([]byte("x"), 1<<20)
 	streamPart = bytes.Repeat([]byte("s"), 1024)
 	streamBody = bytes.Repeat(streamPart, 100)
@@ -37,6 +39,21 @@ func serveBare(addr string) {
 	}
 	mux.HandleFunc("/hello", hello)
 	mux.HandleFunc("/flask", hello)
+	mux.HandleFunc("/django", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Content-Length", strconv.Itoa(len(djangoBody)))
+		w.Write(djangoBody)
+	})
+	// io and mixed wait as the views do; mixed's Python work has no
+	// counterpart here.
+	mux.HandleFunc("/io", func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(2 * time.Millisecond)
+		hello(w, r)
+	})
+	mux.HandleFunc("/mixed", func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(time.Millisecond)
+		hello(w, r)
+	})
 	mux.HandleFunc("/big", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/octet-stream")
 		w.Header().Set("Content-Length", strconv.Itoa(len(bigBody)))

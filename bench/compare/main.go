@@ -1,20 +1,25 @@
-// Command compare measures gowsgi against a bare Go net/http server (the
-// ceiling) and against uWSGI, gunicorn (sync and gthread workers) and
-// waitress, on loopback, and writes bench/RESULTS.md.
+// Command compare measures gowsgi (in one process, and with --processes 2)
+// against a bare Go net/http server (the ceiling) and against uWSGI,
+// gunicorn (sync and gthread workers) and waitress, on loopback, and writes
+// bench/RESULTS.md.
 //
 //	go run ./bench/compare [-rounds 3] [-duration 10s] [-warmup 1s]
 //	                       [-servers go-bare,gowsgi,...] [-workloads hello-c50,...]
 //
 // It first installs what is missing with apt-get (as root): wrk, uwsgi and
-// its python3 plugin, gunicorn, waitress and Flask. Then it builds the
-// gowsgi command and runs the servers one at a time, round after round
+// its python3 plugin, gunicorn, waitress, Flask and Django. Then it builds
+// the gowsgi command and runs the servers one at a time, round after round
 // (A B C ... A B C ...), so that a slow minute of the shared machine hurts
 // every server of one round rather than one server of every round. Each
 // measurement is a wrk run of -duration after a warm-up run of -warmup; it
 // reads the server's process tree in /proc before and after, for the CPU
-// time per request and the resident memory. Every figure is also given as
-// a ratio to go-bare's in the same round, and the tables show the median
-// over rounds.
+// time and the context switches per request and the resident memory.
+// Every figure is also given as a ratio to go-bare's in the same round, and
+// the tables show the median over rounds.
+//
+// Once per round, bench/apps/loop.py measures what the Python views cost
+// called in a plain loop, with no server; the report's Targets section sets
+// gowsgi's figures against those costs.
 //
 // The WSGI apps are in bench/apps. `compare -bare ADDR` runs the bare Go
 // server alone.
@@ -38,11 +43,15 @@ import (
 )
 
 // debPackages are installed when missing. The first four build gowsgi (as
-// scripts/setup.sh does); the others are the servers, Flask and wrk.
+// scripts/setup.sh does); the others are the servers, Flask, Django and wrk.
 var debPackages = []string{
 	"python3-dev", "pkg-config", "gcc", "libc6-dev",
-	"wrk", "uwsgi", "uwsgi-plugin-python3", "gunicorn", "python3-waitress", "python3-flask",
+	"wrk", "uwsgi", "uwsgi-plugin-python3", "gunicorn", "python3-waitress", "python3-flask", "python3-django",
 }
+
+// python runs bench/apps/loop.py: Debian's Python, the one every server
+// runs the apps on.
+const python = "/usr/bin/python3"
 
 // workload is one kind of request, served by one WSGI callable.
 type workload struct {
@@ -54,23 +63,28 @@ type workload struct {
 	conns     int    // wrk -c
 	postBytes int    // > 0: POST a body of this size (a wrk Lua script)
 	want      []byte // the body every server must send
+	loop      string // the view of bench/apps/loop.py that costs the same, if any
 }
 
 var workloads = []workload{
-	{"hello-c50", "13 bytes, \"Hello, World!\", 50 connections", "/hello", "apps", "hello", 50, 0, helloBody},
-	{"hello-c8", "13 bytes, \"Hello, World!\", 8 connections", "/hello", "apps", "hello", 8, 0, helloBody},
-	{"big", "a 1 MiB body (one bytes object in a list), 8 connections", "/big", "apps", "big", 8, 0, bigBody},
-	{"echo", "a 64 KiB POST body read by CONTENT_LENGTH and sent back, 16 connections", "/echo", "apps", "echo", 16, len(echoBody), echoBody},
-	{"stream", "a generator of 100 x 1 KiB chunks (no Content-Length), 16 connections", "/stream", "apps", "stream", 16, 0, streamBody},
-	{"flask", "a Flask view returning the 13 bytes of hello, 50 connections", "/flask", "flaskapp", "app", 50, 0, helloBody},
+	{"hello-c50", "13 bytes, \"Hello, World!\", 50 connections", "/hello", "apps", "hello", 50, 0, helloBody, "hello"},
+	{"hello-c8", "13 bytes, \"Hello, World!\", 8 connections", "/hello", "apps", "hello", 8, 0, helloBody, "hello"},
+	{"big", "a 1 MiB body (one bytes object in a list), 8 connections", "/big", "apps", "big", 8, 0, bigBody, ""},
+	{"echo", "a 64 KiB POST body read by CONTENT_LENGTH and sent back, 16 connections", "/echo", "apps", "echo", 16, len(echoBody), echoBody, ""},
+	{"stream", "a generator of 100 x 1 KiB chunks (no Content-Length), 16 connections", "/stream", "apps", "stream", 16, 0, streamBody, ""},
+	{"flask", "a Flask view returning the 13 bytes of hello, 50 connections", "/flask", "flaskapp", "app", 50, 0, helloBody, "flask"},
+	{"django", "a Django JSON view, {\"hello\": \"world\"}, through the URL resolver and the default middleware of a new project, 50 connections", "/django", "djangoapp", "app", 50, 0, djangoBody, "django"},
+	{"io", "a view that sleeps 2 ms, then answers as hello (a stand-in for a database call), 50 connections", "/io", "apps", "io", 50, 0, helloBody, ""},
+	{"mixed", "a view that sleeps 1 ms, then runs about 0.2 ms of pure Python, then answers as hello, 50 connections", "/mixed", "apps", "mixed", 50, 0, helloBody, "mixed"},
 }
 
 // server is one way of serving the apps. argv gets the address to bind
 // (127.0.0.1:PORT) and the app as "module:callable".
 type server struct {
-	name string
-	note string
-	argv func(e *env, addr, module, callable string) []string
+	name     string
+	note     string
+	argv     func(e *env, addr, module, callable string) []string
+	optional bool // run only when named in -servers
 }
 
 // env is what the servers' command lines need.
@@ -84,13 +98,16 @@ type env struct {
 var servers = []server{
 	{"go-bare", "net/http alone, the same bytes (the ceiling)", func(e *env, addr, _, _ string) []string {
 		return []string{e.self, "-bare", addr}
-	}},
+	}, false},
 	{"gowsgi", "the command with its default flags (--threads 8, one sub-interpreter)", func(e *env, addr, mod, fn string) []string {
 		return []string{e.gowsgi, "--bind", addr, "--chdir", e.apps, mod + ":" + fn}
-	}},
+	}, false},
+	{"gowsgi-2p", "the command with --processes 2: a supervisor and two worker processes, each with the default flags", func(e *env, addr, mod, fn string) []string {
+		return []string{e.gowsgi, "--bind", addr, "--chdir", e.apps, "--processes", "2", mod + ":" + fn}
+	}, false},
 	{"gowsgi-tuned", "", func(e *env, addr, mod, fn string) []string {
 		return append(append([]string{e.gowsgi, "--bind", addr, "--chdir", e.apps}, e.tuned...), mod+":"+fn)
-	}},
+	}, true},
 	{"uwsgi", "2 processes x 4 threads, HTTP/1.1 keep-alive socket, no proxy in front", func(e *env, addr, mod, fn string) []string {
 		argv := []string{"uwsgi", "--plugin", "python3", "--http11-socket", addr, "--tcp-nodelay",
 			"--master", "--processes", "2", "--threads", "4", "--disable-logging", "--need-app",
@@ -102,24 +119,31 @@ var servers = []server{
 			argv = append(argv, "--plugin", "transformation_chunked", "--route-run", "chunked:")
 		}
 		return argv
-	}},
+	}, false},
 	{"gunicorn-sync", "2 sync workers (no keep-alive: one connection per request)", func(e *env, addr, mod, fn string) []string {
 		return []string{"gunicorn", "--bind", addr, "--chdir", e.apps, "--workers", "2", "--worker-class", "sync",
 			"--log-level", "warning", mod + ":" + fn}
-	}},
+	}, false},
 	{"gunicorn-gthread", "2 workers x 4 threads", func(e *env, addr, mod, fn string) []string {
 		return []string{"gunicorn", "--bind", addr, "--chdir", e.apps, "--workers", "2", "--worker-class", "gthread",
 			"--threads", "4", "--log-level", "warning", mod + ":" + fn}
-	}},
+	}, false},
 	{"waitress", "one process, 8 threads", func(e *env, addr, mod, fn string) []string {
 		return []string{"waitress-serve", "--listen=" + addr, "--threads=8", mod + ":" + fn}
-	}},
+	}, false},
 }
 
 // sample is one measurement: a server, a workload, a round.
 type sample struct {
 	round int
 	harness.WrkResult
+}
+
+// loopSample is what bench/apps/loop.py printed for one view in one round.
+type loopSample struct {
+	round     int
+	cpu, wall float64 // µs per call: CPU time of the calling thread, and wall-clock
+	calls     int     // per batch
 }
 
 // run holds the state of one benchmark run.
@@ -135,6 +159,7 @@ type run struct {
 	script   string // the wrk Lua script for POSTs
 	client   *http.Client
 	results  map[string]map[string][]sample // server, workload
+	loops    map[string][]loopSample        // loop.py's view
 	failures []string
 }
 
@@ -143,7 +168,14 @@ func main() {
 	rounds := flag.Int("rounds", 3, "rounds; each runs every server on every workload once")
 	duration := flag.Duration("duration", 10*time.Second, "length of each measured wrk run (whole seconds)")
 	warmup := flag.Duration("warmup", time.Second, "length of the wrk warm-up run before each measurement (whole seconds)")
-	serverList := flag.String("servers", names(servers, func(s server) string { return s.name }), "comma-separated servers to run")
+	var defaults []server
+	for _, s := range servers {
+		if !s.optional {
+			defaults = append(defaults, s)
+		}
+	}
+	serverList := flag.String("servers", names(defaults, func(s server) string { return s.name }),
+		"comma-separated servers to run; gowsgi-tuned (the command with the flags of -tuned) runs only when named")
 	loadList := flag.String("workloads", names(workloads, func(w workload) string { return w.name }), "comma-separated workloads to run")
 	tuned := flag.String("tuned", "--threads 2", "flags of the gowsgi-tuned server")
 	out := flag.String("out", "bench/RESULTS.md", "Markdown report to write, relative to the module root; empty for none")
@@ -164,6 +196,7 @@ func main() {
 		// hold one of uWSGI's threads during the measurement.
 		client:  &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}},
 		results: map[string]map[string][]sample{},
+		loops:   map[string][]loopSample{},
 	}
 	var err error
 	if r.servers, err = pick(servers, *serverList, func(s server) string { return s.name }); err == nil {
@@ -223,12 +256,21 @@ func (r *run) main(out string) error {
 		}
 	}
 	// Each measurement costs its wrk runs and a probe; each server start
-	// about half a second more.
+	// about half a second more (gowsgi-2p's a second); loop.py about two
+	// seconds a view.
+	views := r.loopViews()
 	per := r.warmup + r.duration + 150*time.Millisecond
 	est := time.Duration(r.rounds*len(r.servers)) * (time.Duration(len(r.loads))*per + time.Duration(len(groups))*500*time.Millisecond)
+	est += time.Duration(r.rounds*len(views)) * 2 * time.Second
 	fmt.Printf("%d rounds x %d servers x %d workloads, about %v\n", r.rounds, len(r.servers), len(r.loads), est.Round(time.Minute))
 
 	for round := 1; round <= r.rounds; round++ {
+		if len(views) > 0 {
+			if err := r.ctx.Err(); err != nil {
+				return err
+			}
+			r.loop(round, views)
+		}
 		for _, g := range groups {
 			for _, s := range r.servers {
 				if err := r.ctx.Err(); err != nil {
@@ -314,13 +356,58 @@ func (r *run) serve(round int, s server, loads []workload) {
 			r.results[s.name] = map[string][]sample{}
 		}
 		r.results[s.name][w.name] = append(r.results[s.name][w.name], sample{round, res})
-		fmt.Printf("round %d  %-10s %-17s %9.0f req/s  p50 %8s  p99 %8s  CPU %6.1f µs/req  RSS %6.1f MiB  errors %d  queued %d\n",
-			round, w.name, s.name, res.RPS, harness.Ms(res.P50), harness.Ms(res.P99), cpuPerReq(res), mib(res.ServerRSSKB), res.Errors+res.Non2xx, res.Queued)
+		fmt.Printf("round %d  %-10s %-17s %9.0f req/s  p50 %8s  p99 %8s  CPU %6.1f µs/req  %5.2f cs/req  RSS %6.1f MiB  errors %d  queued %d  threads exited %d\n",
+			round, w.name, s.name, res.RPS, harness.Ms(res.P50), harness.Ms(res.P99), cpuPerReq(res), switchesPerReq(res),
+			mib(res.ServerRSSKB), res.Errors+res.Non2xx, res.Queued, res.Exited)
+	}
+}
+
+// loopViews are the views of bench/apps/loop.py that the chosen workloads
+// need, in the order of the workloads.
+func (r *run) loopViews() []string {
+	var views []string
+	for _, w := range r.loads {
+		if w.loop != "" && !slices.Contains(views, w.loop) {
+			views = append(views, w.loop)
+		}
+	}
+	return views
+}
+
+// loop runs bench/apps/loop.py once for views and keeps its figures. A
+// failure is reported and skipped, as a server's is.
+func (r *run) loop(round int, views []string) {
+	cmd := exec.CommandContext(r.ctx, python, append([]string{"loop.py"}, views...)...)
+	cmd.Dir = r.env.apps
+	out, err := cmd.Output()
+	if err != nil {
+		if ee, ok := err.(*exec.ExitError); ok {
+			err = fmt.Errorf("%v: %s", err, ee.Stderr)
+		}
+		msg := fmt.Sprintf("round %d, loop.py: %v", round, err)
+		fmt.Println("SKIP", msg)
+		r.failures = append(r.failures, msg)
+		return
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		var name string
+		var ls loopSample
+		if n, _ := fmt.Sscan(line, &name, &ls.cpu, &ls.wall, &ls.calls); n != 4 {
+			r.failures = append(r.failures, fmt.Sprintf("round %d, loop.py: unreadable line %q", round, line))
+			continue
+		}
+		ls.round = round
+		r.loops[name] = append(r.loops[name], ls)
+		fmt.Printf("round %d  loop %-8s %8.1f µs/call CPU  %8.1f µs/call wall  (%d calls a batch)\n", round, name, ls.cpu, ls.wall, ls.calls)
 	}
 }
 
 func cpuPerReq(r harness.WrkResult) float64 {
 	return float64(r.ServerCPU.Microseconds()) / float64(r.Requests)
+}
+
+func switchesPerReq(r harness.WrkResult) float64 {
+	return float64(r.CtxSwitches) / float64(r.Requests)
 }
 
 func mib(kib int64) float64 { return float64(kib) / 1024 }

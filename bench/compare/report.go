@@ -20,6 +20,7 @@ var (
 	mP99 metric = func(s sample) float64 { return float64(s.P99) }
 	mCPU metric = func(s sample) float64 { return cpuPerReq(s.WrkResult) }
 	mRSS metric = func(s sample) float64 { return mib(s.ServerRSSKB) }
+	mCS  metric = func(s sample) float64 { return switchesPerReq(s.WrkResult) }
 )
 
 func values(ss []sample, m metric) []float64 {
@@ -80,22 +81,32 @@ func (r *run) report(start time.Time) string {
 	p("- gunicorn: %s\n", harness.First("gunicorn", "--version"))
 	p("- waitress: %s (Debian package python3-waitress)\n", harness.DebVersion("python3-waitress"))
 	p("- Flask: %s (Debian package python3-flask)\n", harness.DebVersion("python3-flask"))
+	p("- Django: %s (Debian package python3-django)\n", harness.DebVersion("python3-django"))
 	p("- wrk: %s\n", harness.First("wrk", "-v"))
 
 	p("\n## Method\n\n")
-	p("%d rounds; in each, every server serves every workload once, one server at a time, "+
+	p("%d round%s; in each, every server serves every workload once, one server at a time, "+
 		"in the order of the tables. A server is started on 127.0.0.1 for each app and round, "+
 		"must answer 200 with exactly the expected body, then gets a %v wrk warm-up run and a "+
 		"%v measured run (`wrk --latency -t2 -cN --timeout 5s`); then its whole process group is killed.\n\n",
-		r.rounds, r.warmup, r.duration)
+		r.rounds, plural(r.rounds), r.warmup, r.duration)
 	p("- **req/s**: median over rounds, with the smallest and largest round.\n")
 	p("- **p50, p99**: wrk's latency percentiles, median over rounds.\n")
 	p("- **CPU/req**: user+system CPU time of the server's whole process tree (master and workers, from " +
 		"/proc/PID/stat) during the measured run, divided by the requests wrk completed.\n")
+	p("- **cs/req**: voluntary plus nonvoluntary context switches of every thread of the server's process " +
+		"tree (from /proc/PID/task/TID/status) during the measured run, divided by the requests wrk completed. " +
+		"A switch is a thread going to sleep (waiting for the GIL, a lock, the network) or being preempted; " +
+		"threads that exit during the run are not counted.\n")
 	p("- **RSS**: the sum of VmRSS over the server's process tree right after the measured run. " +
-		"Forked workers share pages, which this sum counts once per process.\n")
+		"Pages shared between processes (forked workers, shared libraries) are counted once per process.\n")
 	p("- **x bare**: the figure divided by go-bare's in the same round, median over rounds " +
-		"(for req/s, higher is better; for the others, lower is).\n\n")
+		"(for req/s, higher is better; for the others, lower is).\n")
+	p("- **loop cost**: once per round, before the servers, `%s bench/apps/loop.py` calls each Python-bound "+
+		"view in a plain loop, with no server: a minimal environ (wsgiref's testing defaults and the path), "+
+		"the call, the result iterated and closed. It times batches of calls after a warm-up, by the CPU "+
+		"time of its thread, and prints the median over batches; the report takes the median over rounds. "+
+		"This is what the view costs in Python alone, the part of a request no server can save.\n\n", python)
 	p("Servers:\n\n")
 	var rows [][]string
 	for _, s := range r.servers {
@@ -118,10 +129,13 @@ func (r *run) report(start time.Time) string {
 	p("%s\n", harness.Table([]string{"workload", "what", "app"}, "lll", rows))
 
 	p("## Summary (req/s)\n\n")
-	p("The best other server is the one of uWSGI, gunicorn and waitress with the highest median req/s; " +
-		"the last two columns are gowsgi's and gowsgi-tuned's req/s divided by that server's, in the same round, " +
-		"median over rounds. Latency, CPU and memory are in the tables per workload below.\n\n")
+	p("The best other server is the one of uWSGI, gunicorn and waitress with the highest median req/s. " +
+		"The last two columns are gowsgi's req/s divided by that server's, and gowsgi-2p's divided by " +
+		"uWSGI's (the other server with two processes, 2 x 4 threads), each in the same round, median over " +
+		"rounds. Latency, CPU, context switches and memory are in the tables per workload below.\n\n")
 	p("%s\n", r.summary())
+
+	p("%s", r.targets())
 
 	for _, w := range r.loads {
 		p("## %s\n\n%s.\n\n%s\n", w.name, capitalize(w.desc), r.table(w))
@@ -145,11 +159,32 @@ func (r *run) report(start time.Time) string {
 		"--route-run chunked:`): otherwise it ends a body without Content-Length by closing the connection, " +
 		"which wrk cannot read. None of the servers logs requests (gowsgi, gunicorn and waitress by default, " +
 		"uWSGI with `--disable-logging`).\n")
+	p("- io and mixed are bounded by threads, not CPU, wherever a sleeping view holds its thread: 8 threads " +
+		"and a 2 ms sleep make at most about 4,000 req/s (gowsgi's default, uWSGI's and gunicorn-gthread's " +
+		"2 x 4, waitress's 8), 16 threads 8,000 (gowsgi-2p: 2 x 8), 2 sync workers 1,000. go-bare has no " +
+		"such bound: 50 connections, each waiting 2 ms, allow 25,000.\n")
+	p("- Context switches are read per thread from /proc before and after the measured run, so a thread " +
+		"that exits in between takes its switches with it, and one that starts and exits in between is never " +
+		"seen. Threads of the first reading missing from the second are counted")
+	ex := r.exited()
+	if ex != "" {
+		p("; the last table lists the measurements where there were some.\n")
+	} else {
+		p(": there were none in this run.\n")
+	}
+	p("- RSS of the servers with several processes (gowsgi-2p, uWSGI, gunicorn) counts every process: " +
+		"gowsgi-2p's supervisor (no Python) and its two workers, each loading the app; uWSGI's and " +
+		"gunicorn's master and workers, forked after (uWSGI) or before (gunicorn) loading the app.\n")
+	p("- The loop cost is CPU time of the calling thread, so other work on the machine adds little to it; " +
+		"on a virtual machine, time taken by the host while the thread runs may still count.\n")
 	p("- Apache with mod_wsgi was left out (it was optional): Debian's apache2 package installs and starts " +
 		"a system service on port 80, and a fair configuration of mod_wsgi's daemon mode would need its own " +
-		"configuration tree; the run is also kept under 25 minutes.\n")
+		"configuration tree; the run is also kept under 45 minutes.\n")
 	if q := r.queued(); q != "" {
 		p("\nConnections waiting in the accept queue at mid-run (median over rounds), where any did:\n\n%s", q)
+	}
+	if ex != "" {
+		p("\nThreads of the server that exited during the measured run (median over rounds), where any did:\n\n%s", ex)
 	}
 	b.WriteString(harness.Skipped(r.failures))
 	return b.String()
@@ -174,7 +209,7 @@ func (r *run) table(w workload) string {
 	for _, s := range r.servers {
 		ss := r.results[s.name][w.name]
 		if len(ss) == 0 {
-			rows = append(rows, []string{s.name, "skipped", "", "", "", "", "", "", "", "", "", "", ""})
+			rows = append(rows, []string{s.name, "skipped", "", "", "", "", "", "", "", "", "", "", "", ""})
 			continue
 		}
 		lo, hi := harness.MinMax(values(ss, mRPS))
@@ -189,12 +224,13 @@ func (r *run) table(w workload) string {
 			harness.Ms(time.Duration(med(mP50))), fmtRatio(ratio(ss, bare, mP50)),
 			harness.Ms(time.Duration(med(mP99))), fmtRatio(ratio(ss, bare, mP99)),
 			fmt.Sprintf("%.1f µs", med(mCPU)), fmtRatio(ratio(ss, bare, mCPU)),
+			fmt.Sprintf("%.2f", med(mCS)),
 			fmt.Sprintf("%.1f MiB", med(mRSS)), fmtRatio(ratio(ss, bare, mRSS)),
 			fmt.Sprint(errs),
 		})
 	}
 	return harness.Table([]string{"server", "req/s", "min–max", "x bare", "p50", "x bare", "p99", "x bare",
-		"CPU/req", "x bare", "RSS", "x bare", "errors"}, "lrrrrrrrrrrrr", rows)
+		"CPU/req", "x bare", "cs/req", "RSS", "x bare", "errors"}, "lrrrrrrrrrrrrr", rows)
 }
 
 // isOther tells the servers that are neither gowsgi nor the ceiling.
@@ -216,7 +252,7 @@ func (r *run) best(w workload) (string, []sample) {
 	return name, r.results[name][w.name]
 }
 
-// summary is one line per workload: go-bare, gowsgi, gowsgi-tuned and the
+// summary is one line per workload: go-bare, gowsgi, gowsgi-2p and the
 // best other server.
 func (r *run) summary() string {
 	var rows [][]string
@@ -229,7 +265,8 @@ func (r *run) summary() string {
 	for _, w := range r.loads {
 		bare := r.results["go-bare"][w.name]
 		gw := r.results["gowsgi"][w.name]
-		gt := r.results["gowsgi-tuned"][w.name]
+		g2 := r.results["gowsgi-2p"][w.name]
+		uw := r.results["uwsgi"][w.name]
 		name, other := r.best(w)
 		if name == "" {
 			name = "–"
@@ -237,13 +274,13 @@ func (r *run) summary() string {
 		rows = append(rows, []string{
 			w.name, cell(bare),
 			cell(gw), fmtRatio(ratio(gw, bare, mRPS)),
-			cell(gt), fmtRatio(ratio(gt, bare, mRPS)),
+			cell(g2), fmtRatio(ratio(g2, bare, mRPS)),
 			name, cell(other), fmtRatio(ratio(other, bare, mRPS)),
-			fmtRatio(ratio(gw, other, mRPS)), fmtRatio(ratio(gt, other, mRPS)),
+			fmtRatio(ratio(gw, other, mRPS)), fmtRatio(ratio(g2, uw, mRPS)),
 		})
 	}
-	return harness.Table([]string{"workload", "go-bare", "gowsgi", "x bare", "gowsgi-tuned", "x bare",
-		"best other", "req/s", "x bare", "gowsgi / other", "tuned / other"}, "lrrrrrlrrrr", rows)
+	return harness.Table([]string{"workload", "go-bare", "gowsgi", "x bare", "gowsgi-2p", "x bare",
+		"best other", "req/s", "x bare", "gowsgi / other", "gowsgi-2p / uwsgi"}, "lrrrrrlrrrr", rows)
 }
 
 // command is the command line of this run, as a person would type it.
@@ -251,11 +288,36 @@ func command() string {
 	return strings.Join(append([]string{"go run ./bench/compare"}, os.Args[1:]...), " ")
 }
 
+func plural(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
+}
+
 func capitalize(s string) string {
 	if s == "" {
 		return s
 	}
 	return strings.ToUpper(s[:1]) + s[1:]
+}
+
+// exited is a table of the measurements during which threads of the
+// server exited (median over rounds), or "" if none did.
+func (r *run) exited() string {
+	var rows [][]string
+	for _, w := range r.loads {
+		for _, s := range r.servers {
+			ss := r.results[s.name][w.name]
+			if n := harness.Median(values(ss, func(x sample) float64 { return float64(x.Exited) })); n > 0 {
+				rows = append(rows, []string{w.name, s.name, fmt.Sprintf("%.0f", n)})
+			}
+		}
+	}
+	if len(rows) == 0 {
+		return ""
+	}
+	return harness.Table([]string{"workload", "server", "threads exited"}, "llr", rows)
 }
 
 // queued is a table of the measurements whose server left connections in

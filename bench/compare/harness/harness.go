@@ -11,6 +11,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -303,6 +304,66 @@ func TreeRSS(root int) int64 {
 	return kib
 }
 
+// TreeTasks returns the number of threads (tasks in /proc/PID/task) of root
+// and its descendants.
+func TreeTasks(root int) int {
+	n := 0
+	for _, pid := range Tree(root) {
+		if ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid)); err == nil {
+			n += len(ents)
+		}
+	}
+	return n
+}
+
+// TreeCtxSwitches returns the voluntary plus nonvoluntary context switches
+// of every thread of root and its descendants, by thread id, read from
+// /proc/PID/task/TID/status. Threads and processes that have exited are
+// not there: the kernel keeps no total of them that /proc shows.
+func TreeCtxSwitches(root int) map[int]int64 {
+	n := map[int]int64{}
+	for _, pid := range Tree(root) {
+		ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+		if err != nil {
+			continue
+		}
+		for _, e := range ents {
+			tid, err := strconv.Atoi(e.Name())
+			if err != nil {
+				continue
+			}
+			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/status", pid, tid))
+			if err != nil {
+				continue
+			}
+			for _, line := range strings.Split(string(b), "\n") {
+				k, v, ok := strings.Cut(line, ":")
+				if ok && (k == "voluntary_ctxt_switches" || k == "nonvoluntary_ctxt_switches") {
+					c, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+					n[tid] += c
+				}
+			}
+		}
+	}
+	return n
+}
+
+// SwitchesSince returns the context switches made between two readings of
+// TreeCtxSwitches by the threads living at the second, and how many threads
+// of the first reading had exited by the second (their switches since the
+// first reading are lost).
+func SwitchesSince(before, after map[int]int64) (switches int64, exited int) {
+	for tid, n := range after {
+		switches += n - before[tid]
+	}
+	for tid := range before {
+		if _, ok := after[tid]; !ok {
+			exited++
+		}
+	}
+	return switches, exited
+}
+
 // ---------------------------------------------------------------------------
 // wrk
 
@@ -319,7 +380,13 @@ type WrkResult struct {
 	ServerCPU   time.Duration // CPU time of the server's process tree
 	ServerRSSKB int64         // resident memory of the tree after the run
 	Queued      int           // connections in the accept queue at mid-run
+	CtxSwitches int64         // of the tree's threads during the run (see SwitchesSince)
+	Exited      int           // threads of the tree that exited during the run
 }
+
+// ErrNoRequests is the error of a wrk run that completed no request, which
+// ParseWrk and Wrk wrap: the result is still filled in from wrk's output.
+var ErrNoRequests = errors.New("wrk completed no request")
 
 var (
 	reReqs    = regexp.MustCompile(`(\d+) requests in ([0-9.]+\w+)`)
@@ -373,16 +440,18 @@ func ParseWrk(out string) (WrkResult, error) {
 		r.Non2xx, _ = strconv.ParseInt(m[1], 10, 64)
 	}
 	if r.Requests == 0 {
-		return r, fmt.Errorf("wrk completed no request:\n%s", out)
+		return r, fmt.Errorf("%w:\n%s", ErrNoRequests, out)
 	}
 	return r, nil
 }
 
 // Measure runs wrk (as Wrk does) against the server whose process tree is
-// rooted at pid, and adds the CPU time that tree used during the run, its
-// resident memory right after it, and how many connections waited in the
-// accept queue of its listening port at mid-run (mid after the start).
+// rooted at pid, and adds the CPU time and the context switches of that
+// tree during the run, its resident memory right after it, and how many
+// connections waited in the accept queue of its listening port at mid-run
+// (mid after the start).
 func Measure(ctx context.Context, pid, port int, mid time.Duration, args ...string) (WrkResult, error) {
+	switches := TreeCtxSwitches(pid)
 	before := TreeCPU(pid)
 	queued := make(chan int, 1)
 	go func() {
@@ -398,6 +467,7 @@ func Measure(ctx context.Context, pid, port int, mid time.Duration, args ...stri
 		return r, err
 	}
 	r.ServerCPU = TreeCPU(pid) - before
+	r.CtxSwitches, r.Exited = SwitchesSince(switches, TreeCtxSwitches(pid))
 	r.ServerRSSKB = TreeRSS(pid)
 	r.Queued = <-queued
 	return r, nil
@@ -578,7 +648,6 @@ func MinMax(xs []float64) (lo, hi float64) {
 	return lo, hi
 }
 
-// Table renders a Markdown table with padded columns, readable as plain
 // Skipped is the report section listing the measurements that failed, one
 // line each (the first line of its message), or "" when none did.
 func Skipped(failures []string) string {
@@ -594,6 +663,7 @@ func Skipped(failures []string) string {
 	return b.String()
 }
 
+// Table renders a Markdown table with padded columns, readable as plain
 // text too. align has one letter per column, l or r.
 func Table(header []string, align string, rows [][]string) string {
 	width := make([]int, len(header))
