@@ -9,7 +9,7 @@ APP ?= examples/hello.py
 # Extra go test flags for `make test`, e.g. ARGS="-run TestX -short".
 ARGS ?=
 
-.PHONY: setup test serve vet soak bench bench-isolated
+.PHONY: setup test serve vet soak bench bench-isolated bench-slow
 
 setup:
 	scripts/setup.sh
@@ -31,8 +31,10 @@ soak:
 	scripts/setup.sh
 	go run ./bench/soak
 
-# gowsgi against a bare Go handler, uWSGI, gunicorn and waitress on
-# loopback (installs what is missing); writes bench/RESULTS.md.
+# gowsgi (one process, and --processes 2) against a bare Go handler, uWSGI,
+# gunicorn and waitress on loopback, with the views' cost in a plain Python
+# loop and the targets set against it (installs what is missing); writes
+# bench/RESULTS.md.
 bench:
 	scripts/setup.sh
 	go run ./bench/compare
@@ -42,3 +44,10 @@ bench:
 bench-isolated:
 	scripts/setup.sh
 	go run ./bench/isolated
+
+# Slow clients: hello beside 100 slow downloads, and 1,000 slow readers of a
+# 1 MiB body and of a generator, for gowsgi, uWSGI and gunicorn (installs
+# what is missing); writes bench/SLOWCLIENTS.md.
+bench-slow:
+	scripts/setup.sh
+	go run ./bench/slowclients

@@ -1,8 +1,9 @@
-// Package harness holds what the benchmark commands bench/compare and
-// bench/isolated share: installing Debian packages, starting a server in a
-// process group of its own and killing the whole group, waiting for it to
-// answer, running wrk and reading its output, and reading the CPU time and
-// resident memory of a process tree from /proc.
+// Package harness holds what the benchmark commands bench/compare,
+// bench/isolated and bench/slowclients share: installing Debian packages,
+// starting a server in a process group of its own and killing the whole
+// group, waiting for it to answer, running wrk and reading its output, and
+// reading the CPU time, resident memory, threads and context switches of a
+// process tree from /proc.
 //
 // Everything here is Linux-only, as the benchmarks are.
 package harness
