@@ -131,7 +131,7 @@ func (r *run) report(start time.Time) string {
 	p("## Summary (req/s)\n\n")
 	p("The best other server is the one of uWSGI, gunicorn and waitress with the highest median req/s. " +
 		"The last two columns are gowsgi's req/s divided by that server's, and gowsgi-2p's divided by " +
-		"uWSGI's (the other server with two processes, 2 x 4 threads), each in the same round, median over " +
+		"uWSGI's (2 processes x 4 threads), each in the same round, median over " +
 		"rounds. Latency, CPU, context switches and memory are in the tables per workload below.\n\n")
 	p("%s\n", r.summary())
 
