@@ -88,20 +88,39 @@ func go_log(handler, slotID C.uintptr_t, gen C.uint64_t, p *C.char, n C.size_t) 
 	log.Error("wsgi.errors", "event", evErrorsLine, "line", line)
 }
 
-// go_start_writer starts the goroutine that sends a response while its
-// request runs on the thread of the Go call that submitted it. That call
-// is on the request's own goroutine, and so is this callback.
+// go_arm_writer has a writer start soon, unless the request, running on
+// the thread of the Go call that submitted it, ends first. That call is on
+// the request's own goroutine, and so is this callback.
+//
+//export go_arm_writer
+func go_arm_writer(slotID C.uintptr_t, gen C.uint64_t) {
+	if rq := requestOf(slotID, gen); rq != nil {
+		rq.armWriter()
+	}
+}
+
+// go_start_writer starts the writer now, on the same terms.
 //
 //export go_start_writer
 func go_start_writer(slotID C.uintptr_t, gen C.uint64_t) {
-	s := slotOf(slotID)
-	if s == nil {
-		return
-	}
-	if rq, release := s.guard.enter(uint64(gen)); rq != nil {
-		release()
+	if rq := requestOf(slotID, gen); rq != nil {
 		rq.startWriter()
 	}
+}
+
+// requestOf returns the request of a slot and generation, or nil. Only for
+// callbacks on the request's own goroutine, which the request cannot end
+// under.
+func requestOf(slotID C.uintptr_t, gen C.uint64_t) *request {
+	s := slotOf(slotID)
+	if s == nil {
+		return nil
+	}
+	rq, release := s.guard.enter(uint64(gen))
+	if rq != nil {
+		release()
+	}
+	return rq
 }
 
 // recoverInto turns a panic into a -1 result for C, keeping the panic for

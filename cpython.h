@@ -240,6 +240,11 @@ int gowsgi_job_cancel(gowsgi_sched *s, gowsgi_job *job);
  * ev->state. */
 int gowsgi_job_next(gowsgi_job *job, int consumed, int stop, char *hdrbuf, gowsgi_event *ev);
 
+/* Makes Go's writer the reader of the events of a job running in the Go
+ * call that submitted it (go_arm_writer's timer).  Returns 1, or 0 if that
+ * call is returning (it reads them) or a writer runs already. */
+int gowsgi_job_claim_writer(gowsgi_job *job);
+
 /* Tells the request's thread that the GOWSGI_FILE file was sent. */
 void gowsgi_job_file_sent(gowsgi_job *job);
 

@@ -138,6 +138,8 @@ struct gowsgi_job {
 	pthread_cond_t cv;   /* the request's thread waits here for Go */
 	int go_waiting;      /* Go waits on the eventfd: write to it */
 	int writer;          /* Go sends the output while the thread runs */
+	int armed;           /* direct: Go starts a writer soon unless the job ends first */
+	int returned;        /* direct: the submitting call is returning, too late for a writer */
 	batch b[2];
 	int fill;            /* the batch the request's thread appends to */
 	int hdr_new;         /* headers Go has not seen are in hdr */
@@ -295,7 +297,13 @@ void sched_collect(gowsgi_sched *s);
 /* Now, in ns on CLOCK_MONOTONIC. */
 int64_t now_ns(void);
 
-/* Starts the Go writer of a job run on a Go call's own thread. */
+/* For a job run on a Go call's own thread, which cannot send what it
+ * produces until it returns: sched_arm_writer has Go start a writer if the
+ * job is still running a moment after its first chunk (so a chunk is never
+ * held while the app works on), sched_start_writer starts one now (the
+ * batches are full, or a file is to be sent).  The GIL is held; mu is
+ * not. */
+void sched_arm_writer(gowsgi_job *job);
 void sched_start_writer(gowsgi_job *job);
 
 #endif

@@ -396,6 +396,8 @@ void job_reset(gowsgi_job *job, gowsgi_sched *s, gowsgi_interp *gi)
 	job->queued = 0;
 	job->go_waiting = 0;
 	job->writer = 0;
+	job->armed = 0;
+	job->returned = 0;
 	for (int i = 0; i < 2; i++) {
 		job->b[i].state = BATCH_FREE;
 		job->b[i].nseg = 0;

@@ -46,6 +46,7 @@ type request struct {
 	// The writer that sends while a request runs on this goroutine's own
 	// thread (GOWSGI_RAN_WRITER).
 	writerDone  chan struct{}
+	writerTimer *time.Timer
 	writerPanic any
 
 	watch *watch // WithRequestTimeout
@@ -93,7 +94,11 @@ func (rq *request) serve() {
 		}
 	}()
 
-	switch C.gowsgi_job_submit(rq.ip.sched, s.job, cptr(s.hdrbuf), s.ev) {
+	rc := C.gowsgi_job_submit(rq.ip.sched, s.job, cptr(s.hdrbuf), s.ev)
+	if rq.writerTimer != nil {
+		rq.writerTimer.Stop() // a timer that fires now finds it too late
+	}
+	switch rc {
 	case C.GOWSGI_RAN:
 		rq.repanic()
 		rq.pump(true)
@@ -270,21 +275,45 @@ func (rq *request) drain() {
 	}
 }
 
-// startWriter starts the goroutine that sends the response of a request
-// running on this goroutine's own thread, in a call to C that goes on
-// while the body is sent.
+// writerDelay is how long a request running on its goroutine's own thread
+// may hold the chunks it produced before a writer starts sending them: a
+// short iterable (a framework's response) ends well before, and is sent by
+// the request's goroutine itself.
+const writerDelay = 200 * time.Microsecond
+
+// armWriter starts a writer after writerDelay, unless the request's call to
+// C has returned by then. On the request's goroutine, inside that call.
+func (rq *request) armWriter() {
+	if rq.writerDone == nil {
+		rq.writerDone = make(chan struct{})
+	}
+	rq.writerTimer = time.AfterFunc(writerDelay, func() {
+		if C.gowsgi_job_claim_writer(rq.s.job) == 1 {
+			rq.runWriter()
+		}
+	})
+}
+
+// startWriter starts the writer now. On the request's goroutine, inside
+// its call to C, which has claimed the job's events for the writer.
 func (rq *request) startWriter() {
-	rq.writerDone = make(chan struct{})
-	go func() {
-		defer close(rq.writerDone)
-		defer func() {
-			if p := recover(); p != nil {
-				rq.writerPanic = p
-				rq.drain()
-			}
-		}()
-		rq.pump(false)
+	if rq.writerDone == nil {
+		rq.writerDone = make(chan struct{})
+	}
+	go rq.runWriter()
+}
+
+// runWriter sends the response of a request running on its goroutine's own
+// thread, in a call to C that goes on while the body is sent.
+func (rq *request) runWriter() {
+	defer close(rq.writerDone)
+	defer func() {
+		if p := recover(); p != nil {
+			rq.writerPanic = p
+			rq.drain()
+		}
 	}()
+	rq.pump(false)
 }
 
 // sendBatch sends one batch of body.

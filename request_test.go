@@ -216,7 +216,9 @@ func TestStreamWriterGoexit(t *testing.T) {
 	h, _ := newHandler(t, "application", wsgi.WithThreads(1))
 	gw := newGateWriter(0, 0)
 	gw.exitAt = 1
-	p := serveRecover(t, h, gw, "/stream?n=5", nil)
+	// More than a batch holds: a writer goroutine sends while the app
+	// still runs on the request's goroutine's thread.
+	p := serveRecover(t, h, gw, "/stream?n=200", nil)
 	assert.Contains(t, fmt.Sprint(p), "runtime.Goexit")
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest("GET", "/hello", nil))

@@ -400,10 +400,16 @@ int output_chunk(gowsgi_job *job, PyObject *chunk, int from_write)
 	int flags = from_write ? GOWSGI_SEG_WRITE : 0;
 	if (n == 0)
 		return 0;
-	if (job->direct && !job->writer)
-		sched_start_writer(job); /* Go must send while the app runs on */
+	if (job->direct && !job->armed)
+		sched_arm_writer(job); /* Go must send while the app runs on */
 	pthread_mutex_lock(&job->mu);
 	while (!job->stop && !fill_has_room(job, n)) {
+		if (job->direct && !job->writer) {
+			pthread_mutex_unlock(&job->mu);
+			sched_start_writer(job);
+			pthread_mutex_lock(&job->mu);
+			continue;
+		}
 		job->want = n;
 		job_wait(job, room_ready);
 	}

@@ -248,16 +248,39 @@ void sched_unblock(gowsgi_job *job)
 	__atomic_add_fetch(&s->st.gil_wait_ns, now_ns() - t1, __ATOMIC_RELAXED);
 }
 
+void sched_arm_writer(gowsgi_job *job)
+{
+	job->armed = 1;
+	uintptr_t handle = job->in.handle;
+	uint64_t gen = job->in.gen;
+	Py_BEGIN_ALLOW_THREADS
+	go_arm_writer(handle, gen);
+	Py_END_ALLOW_THREADS
+}
+
 void sched_start_writer(gowsgi_job *job)
 {
 	pthread_mutex_lock(&job->mu);
+	int started = job->writer;
 	job->writer = 1;
 	pthread_mutex_unlock(&job->mu);
+	if (started)
+		return; /* Go's timer started it */
 	uintptr_t handle = job->in.handle;
 	uint64_t gen = job->in.gen;
 	Py_BEGIN_ALLOW_THREADS
 	go_start_writer(handle, gen);
 	Py_END_ALLOW_THREADS
+}
+
+int gowsgi_job_claim_writer(gowsgi_job *job)
+{
+	pthread_mutex_lock(&job->mu);
+	int ok = !job->returned && !job->writer;
+	if (ok)
+		job->writer = 1;
+	pthread_mutex_unlock(&job->mu);
+	return ok;
 }
 
 /* ------------------------------------------------------------- workers */
@@ -490,7 +513,11 @@ int gowsgi_job_submit(gowsgi_sched *s, gowsgi_job *job, char *hdrbuf, gowsgi_eve
 		pthread_mutex_unlock(&s->mu);
 		sched_collect(s);
 		gi_leave(ts, temp);
-		if (job->writer)
+		pthread_mutex_lock(&job->mu);
+		job->returned = 1; /* Go's timer may not start a writer now */
+		int writer = job->writer;
+		pthread_mutex_unlock(&job->mu);
+		if (writer)
 			return GOWSGI_RAN_WRITER; /* the writer reads the events */
 		gowsgi_job_next(job, -1, 0, hdrbuf, ev);
 		return GOWSGI_RAN;
