@@ -527,11 +527,13 @@ func WithMultiprocess(on bool) Option {
 // of the response (64 KiB, or 256 KiB of a file): the write fails, the
 // app's iteration stops or its write() raises OSError, and close() runs.
 // As nginx's send_timeout, it bounds the time between two writes, not the
-// whole response, so a long download at a steady pace is never cut. The
-// deadline replaces the server's own write deadline (http.Server's
-// WriteTimeout) while the body is sent, and is cleared after it. Default
-// 60 seconds; 0 means no timeout. A ResponseWriter that takes no
-// deadlines (a recorder) is written without one.
+// whole response, so a long download at a steady pace is never cut. A
+// watchdog checks the writes in progress a few times per d and sets a
+// write deadline in the past on one that has run longer, so a client is
+// cut between d and 1.25 d after its last progress; no deadline is set
+// otherwise, so the server's own (http.Server's WriteTimeout) stays in
+// force. Default 60 seconds; 0 means no timeout. A ResponseWriter that
+// takes no deadlines (a recorder) is never cut.
 func WithSendTimeout(d time.Duration) Option {
 	return func(o *options) error {
 		if d < 0 {

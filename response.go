@@ -15,21 +15,20 @@ import (
 
 // response is what a request has sent so far, and how the rest goes.
 type response struct {
-	status   int
-	pending  []header // reported by the app, not yet sent
-	hdrSent  bool
-	cl       int64 // the app's Content-Length, or -1
-	written  int64 // body bytes taken from the app (before ranges)
-	plan     *rangePlan
-	rw       *rangeWriter // the body goes through it for a 206
-	wbuf     *spillBuffer // WithWriteBuffering: what write() was given
-	out      []byte       // WithOutputBuffering: chunks not sent yet
-	stop     bool         // no more body is wanted
-	yielded  bool         // the app yielded a non-empty chunk (maybe still buffered)
-	failed   bool         // the response was answered with an error
-	werr     error        // the first error writing to the client
-	deadline bool         // write deadlines were set (WithSendTimeout)
-	noDeadl  bool         // the ResponseWriter takes no deadlines
+	status  int
+	pending []header // reported by the app, not yet sent
+	hdrSent bool
+	cl      int64 // the app's Content-Length, or -1
+	written int64 // body bytes taken from the app (before ranges)
+	plan    *rangePlan
+	rw      *rangeWriter   // the body goes through it for a 206
+	wbuf    *spillBuffer   // WithWriteBuffering: what write() was given
+	out     []byte         // WithOutputBuffering: chunks not sent yet
+	stop    bool           // no more body is wanted
+	yielded bool           // the app yielded a non-empty chunk (maybe still buffered)
+	failed  bool           // the response was answered with an error
+	werr    error          // the first error writing to the client
+	watched *watchedWriter // WithSendTimeout's watch over the writes
 }
 
 type header struct{ name, value string }
@@ -114,10 +113,6 @@ func (rq *request) finishBody() {
 			r.werr = err
 			panic(http.ErrAbortHandler)
 		}
-	}
-	if r.deadline {
-		rq.flush()
-		http.NewResponseController(rq.w).SetWriteDeadline(time.Time{})
 	}
 }
 
@@ -267,41 +262,33 @@ func (rq *request) flush() {
 	}
 }
 
-// sendPiece is the most a write sends under one write deadline: a client
-// that takes WithSendTimeout to read that much is cut.
+// sendPiece is the most a write sends at once under WithSendTimeout: a
+// client that takes longer than the timeout to take that much is cut.
 const sendPiece = 64 << 10
 
-// sender returns the writer of the body: the ResponseWriter, with a write
-// deadline renewed for every sendPiece bytes under WithSendTimeout, as
-// nginx's send_timeout bounds the time between two writes.
+// sender returns the writer of the body: the ResponseWriter, watched by the
+// handler's sendWatch under WithSendTimeout, as nginx's send_timeout bounds
+// the time between two writes.
 func (rq *request) sender() io.Writer {
-	if rq.h.opts.sendTimeout <= 0 || rq.resp.noDeadl {
+	if rq.h.opts.sendTimeout <= 0 {
 		return rq.w
 	}
-	return deadlineWriter{rq}
-}
-
-type deadlineWriter struct{ rq *request }
-
-// renew sets the next write deadline; false when the ResponseWriter takes
-// none (a recorder, a middleware's writer).
-func (w deadlineWriter) renew() bool {
-	rq := w.rq
-	err := http.NewResponseController(rq.w).SetWriteDeadline(time.Now().Add(rq.h.opts.sendTimeout))
-	if err != nil {
-		rq.resp.noDeadl = true
-		return false
+	if rq.resp.watched == nil {
+		rq.resp.watched = rq.h.sendWatch.watch(rq.w)
 	}
-	rq.resp.deadline = true
-	return true
+	return watchedSender{rq}
 }
 
-func (w deadlineWriter) Write(p []byte) (int, error) {
+type watchedSender struct{ rq *request }
+
+func (w watchedSender) Write(p []byte) (int, error) {
+	ww := w.rq.resp.watched
 	n := 0
 	for len(p) > 0 {
 		k := min(len(p), sendPiece)
-		w.renew()
+		ww.begin()
 		m, err := w.rq.w.Write(p[:k])
+		ww.end()
 		n += m
 		if err != nil {
 			return n, timeoutErr(err, w.rq.h.opts.sendTimeout)
@@ -312,11 +299,13 @@ func (w deadlineWriter) Write(p []byte) (int, error) {
 }
 
 // ReadFrom sends a file (sendfile on a TCP connection) a piece at a time.
-func (w deadlineWriter) ReadFrom(src io.Reader) (int64, error) {
+func (w watchedSender) ReadFrom(src io.Reader) (int64, error) {
+	ww := w.rq.resp.watched
 	var n int64
 	for {
-		w.renew()
+		ww.begin()
 		m, err := io.CopyN(w.rq.w, src, 4*sendPiece)
+		ww.end()
 		n += m
 		if err == io.EOF {
 			return n, nil

@@ -58,8 +58,9 @@ type Handler struct {
 	stats       counters
 	seq         atomic.Uint64 // numbers requests for their ids
 
-	members []*member
-	slots   slotPool
+	members   []*member
+	slots     slotPool
+	sendWatch sendWatch // WithSendTimeout
 
 	active  atomic.Int64  // requests inside ServeHTTP past the shutdown check
 	done    chan struct{} // closed when shutdown begins
@@ -93,10 +94,11 @@ func NewHandler(opts ...Option) (*Handler, error) {
 		n = o.interpreters
 	}
 	h := &Handler{
-		opts:    o,
-		log:     o.logger,
-		done:    make(chan struct{}),
-		drained: make(chan struct{}, 1),
+		opts:      o,
+		log:       o.logger,
+		done:      make(chan struct{}),
+		drained:   make(chan struct{}, 1),
+		sendWatch: sendWatch{timeout: o.sendTimeout},
 	}
 	if h.log == nil {
 		h.log = slog.Default()
@@ -177,6 +179,9 @@ func (h *Handler) serveHTTP(w http.ResponseWriter, r *http.Request, id requestID
 func (rq *request) cleanup() {
 	if rq.resp.wbuf != nil {
 		rq.resp.wbuf.Close()
+	}
+	if rq.resp.watched != nil {
+		rq.h.sendWatch.done(rq.resp.watched)
 	}
 	rq.s.out = rq.resp.out[:0]
 }
