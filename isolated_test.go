@@ -50,15 +50,21 @@ func TestIsolatedPool(t *testing.T) {
 		t.Run(fmt.Sprint(n), func(t *testing.T) {
 			h, _ := isolatedHandler(t, n)
 			srv := serve(t, h)
+			// 2n requests held in the app at once: each new one goes to
+			// the least busy interpreter.
+			gate := filepath.Join(t.TempDir(), "gate")
 			var wg sync.WaitGroup
 			for range 2 * n {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					assert.Equal(t, "slept", get(t, srv, "/sleep?ms=300").body)
+					assert.Equal(t, "released", get(t, srv, "/wait-file?path="+url.QueryEscape(gate)).body)
 				}()
 			}
+			eventually(t, func() bool { return h.Stats().InFlight == int64(2*n) }, "the requests never were all in the app")
+			require.NoError(t, os.WriteFile(gate, nil, 0o644))
 			wg.Wait()
+			eventually(t, func() bool { return h.Stats().InFlight == 0 }, "the requests never ended")
 			st := h.Stats()
 			require.Len(t, st.Interpreters, n)
 			for i, is := range st.Interpreters {
@@ -75,6 +81,7 @@ func TestIsolatedPool(t *testing.T) {
 				}()
 			}
 			wg.Wait()
+			eventually(t, func() bool { return h.Stats().InFlight == 0 }, "the requests never ended")
 			sum := uint64(0)
 			for _, is := range h.Stats().Interpreters {
 				sum += is.Served
@@ -103,6 +110,7 @@ func TestIsolatedSeparate(t *testing.T) {
 	getJSON(t, srv, "/module-state?set=one", &in1)
 	require.NoError(t, os.WriteFile(gate, nil, 0o644))
 	<-first
+	eventually(t, func() bool { return h.Stats().InFlight == 0 }, "the requests never ended")
 	// Both idle again: the least busy with the lowest index, interpreter 0.
 	var in0 struct {
 		State *string

@@ -341,8 +341,11 @@ func TestWsgiErrors(t *testing.T) {
 	assert.Contains(t, failure, "GET /log: the app wrote to wsgi.errors:\n\tsomething odd happened\n\tand a second line")
 
 	// A line written when no request is in flight cannot be tied to one.
-	resp = f.get(app, "/log-later")
+	gate := filepath.Join(t.TempDir(), "gate")
+	resp = f.get(app, "/log-later?gate="+url.QueryEscape(gate))
 	assert.Equal(t, "later", body(t, resp))
+	assert.Empty(t, f.take(), "nothing written while the request ran")
+	require.NoError(t, os.WriteFile(gate, nil, 0o644)) // the request is over: now the thread writes
 	require.Eventually(t, func() bool { return f.Failed() }, 5*time.Second, 10*time.Millisecond)
 	failure = f.one(t)
 	assert.Contains(t, failure, "outside any one request: the app wrote to wsgi.errors:\n\twritten after the response")
