@@ -37,6 +37,13 @@ func needIsolated(t *testing.T) {
 		require.ErrorContains(t, err, "Python 3.13.0 corrupts memory")
 		t.Skip("gowsgi refuses own-GIL interpreters on Python 3.13.0")
 	}
+	if major == 3 && minor == 13 {
+		// Not one of these tests fails then, but a later load in the same
+		// process: the memory is damaged by then.
+		t.Skipf("own-GIL interpreters corrupt memory on Python %s too: with these tests run, a later "+
+			"NewHandler in the same process failed with \"SyntaxError: invalid syntax (<gowsgi bootstrap>, "+
+			"line 10)\" in 3 of 22 processes that ran them on Debian's 3.13.15, and in none of 7 without them", v)
+	}
 }
 
 func isolatedHandler(t *testing.T, n int, opts ...wsgi.Option) (*wsgi.Handler, *logSink) {

@@ -102,10 +102,10 @@ gomodcache=$(go env GOMODCACHE)
 cache=${GOWSGI_FORKY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/gowsgi/$suite}
 root=$cache/root
 stamp=$cache/root.stamp
-mkdir -p "$cache"
 case "$cache/" in
 "$src"/*) die "GOWSGI_FORKY_CACHE ($cache) must be outside the checkout" ;;
 esac
+mkdir -p "$cache"
 
 # One run at a time per cache: a second waits for the first.
 exec 9>"$cache/lock"
