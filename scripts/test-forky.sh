@@ -6,7 +6,7 @@
 # Usage: scripts/test-forky.sh [go test flags...]
 #
 # Their libraries need forky's C library, so they run in a Debian root of
-# their own, made with debootstrap (about 1 GB, a minute or two) the first
+# their own, made with debootstrap (about 1 GB, a few minutes) the first
 # time and kept for the next runs in
 #   ${GOWSGI_FORKY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/gowsgi/forky}
 # It is made again when the list of packages below changes, or when
@@ -158,7 +158,7 @@ make_root() {
 		cannot "$mirror/dists/$suite/InRelease cannot be fetched (no network?); GOWSGI_FORKY_MIRROR sets another mirror"
 	fi
 
-	say "making the Debian $suite root in $root from $mirror (about 1 GB; a minute or two)"
+	say "making the Debian $suite root in $root from $mirror (about 1 GB; a few minutes)"
 	rm -f "$stamp"
 	if [[ -e "$root" ]]; then
 		rm -rf --one-file-system "$root"
