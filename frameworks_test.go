@@ -3,7 +3,11 @@ package wsgi_test
 // Real frameworks through real HTTP: the examples (Flask, Django), Debian's
 // httpbin, and tiny Falcon, Bottle and Pyramid apps in testdata/frameworks.
 // They need the frameworks importable in the embedded Python; where they are
-// not (the pyenv builds other than 3.11), the tests skip and say why.
+// not (the pyenv builds other than 3.11), the tests skip and say why. Debian's
+// own Pythons, the system one and those of scripts/test-forky.sh, find
+// Debian's packages in /usr/lib/python3/dist-packages by themselves; forky
+// builds their C modules for 3.14 and 3.15 only, so on its 3.13 httpbin,
+// which needs one, skips.
 
 import (
 	"bytes"
