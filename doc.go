@@ -24,7 +24,7 @@
 // separate sys.modules and globals; or the main interpreter
 // ([MainInterpreter]), for extension modules that refuse sub-interpreters,
 // which only one handler per process may use; or, on Python 3.12 and newer
-// (not 3.13.0), a pool of [WithInterpreters] sub-interpreters with their
+// (not 3.13), a pool of [WithInterpreters] sub-interpreters with their
 // own GIL each ([IsolatedInterpreters]), so one process runs Python on
 // several cores. [Handler.Close] drops the handler's references; it ends
 // interpreters with their own GIL, but leaves a sub-interpreter that

@@ -169,11 +169,11 @@ func newInterp(o *options, handler uintptr) (*interp, error) {
 		if rt.major == 3 && rt.minor < 12 {
 			return nil, fmt.Errorf("wsgi: WithInterpreter(IsolatedInterpreters) needs Python 3.12 or newer for interpreters with their own GIL; this is Python %s (build against another with PKG_CONFIG_PATH), or use SubInterpreter", rt.version)
 		}
-		if rt.version == "3.13.0" {
-			// Pools of them corrupted memory here: a later load read a
-			// damaged string, in about one run in six of the isolated
-			// tests, also with interpreters never ended.
-			return nil, errors.New("wsgi: WithInterpreter(IsolatedInterpreters): Python 3.13.0 corrupts memory with interpreters that have their own GIL; use 3.12, or 3.13.1 or newer, or SubInterpreter")
+		if rt.major == 3 && rt.minor == 13 {
+			// Pools of them corrupted memory on 3.13.0 and 3.13.15: a
+			// later load compiled a damaged source (README, "Parallel
+			// Python").
+			return nil, fmt.Errorf("wsgi: WithInterpreter(IsolatedInterpreters): Python 3.13 (this is %s) corrupts memory with interpreters that have their own GIL; use 3.12, or 3.14 or newer, or SubInterpreter", rt.version)
 		}
 		kind = C.GOWSGI_ISOLATED
 	}

@@ -32,10 +32,14 @@ func needIsolated(t *testing.T) {
 		require.ErrorContains(t, err, "this is Python "+v)
 		t.Skipf("Python %s has no own-GIL interpreters (3.12+)", v)
 	}
-	if v == "3.13.0" {
+	if major == 3 && minor == 13 {
+		// With these tests run, a later NewHandler in the same process
+		// failed with "SyntaxError: invalid syntax (<gowsgi bootstrap>,
+		// line 10)": in about one run in six on 3.13.0, and in 3 of 22
+		// processes on Debian's 3.13.15 (none of 7 without them).
 		_, err := wsgi.NewHandler(wsgi.WithApp(appSpec(t, "application")), wsgi.WithInterpreter(wsgi.IsolatedInterpreters))
-		require.ErrorContains(t, err, "Python 3.13.0 corrupts memory")
-		t.Skip("gowsgi refuses own-GIL interpreters on Python 3.13.0")
+		require.ErrorContains(t, err, "Python 3.13 (this is "+v+") corrupts memory")
+		t.Skipf("gowsgi refuses own-GIL interpreters on Python %s", v)
 	}
 }
 
@@ -50,15 +54,21 @@ func TestIsolatedPool(t *testing.T) {
 		t.Run(fmt.Sprint(n), func(t *testing.T) {
 			h, _ := isolatedHandler(t, n)
 			srv := serve(t, h)
+			// 2n requests held in the app at once: each new one goes to
+			// the least busy interpreter.
+			gate := filepath.Join(t.TempDir(), "gate")
 			var wg sync.WaitGroup
 			for range 2 * n {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					assert.Equal(t, "slept", get(t, srv, "/sleep?ms=300").body)
+					assert.Equal(t, "released", get(t, srv, "/wait-file?path="+url.QueryEscape(gate)).body)
 				}()
 			}
+			eventually(t, func() bool { return h.Stats().InFlight == int64(2*n) }, "the requests never were all in the app")
+			require.NoError(t, os.WriteFile(gate, nil, 0o644))
 			wg.Wait()
+			eventually(t, func() bool { return h.Stats().InFlight == 0 }, "the requests never ended")
 			st := h.Stats()
 			require.Len(t, st.Interpreters, n)
 			for i, is := range st.Interpreters {
@@ -75,6 +85,7 @@ func TestIsolatedPool(t *testing.T) {
 				}()
 			}
 			wg.Wait()
+			eventually(t, func() bool { return h.Stats().InFlight == 0 }, "the requests never ended")
 			sum := uint64(0)
 			for _, is := range h.Stats().Interpreters {
 				sum += is.Served
@@ -103,6 +114,7 @@ func TestIsolatedSeparate(t *testing.T) {
 	getJSON(t, srv, "/module-state?set=one", &in1)
 	require.NoError(t, os.WriteFile(gate, nil, 0o644))
 	<-first
+	eventually(t, func() bool { return h.Stats().InFlight == 0 }, "the requests never ended")
 	// Both idle again: the least busy with the lowest index, interpreter 0.
 	var in0 struct {
 		State *string

@@ -34,7 +34,7 @@ const (
 	MainInterpreter
 	// IsolatedInterpreters runs the app in a pool of [WithInterpreters]
 	// sub-interpreters that each have their own GIL (Python 3.12 and
-	// newer; refused on 3.13.0, which corrupted memory with them), so
+	// newer but 3.13, which corrupted memory with them), so
 	// requests run Python in parallel within one process. Each
 	// loads the app; each has its own [WithThreads] threads; a request
 	// goes to the least busy. Extension modules that are not isolated

@@ -145,3 +145,19 @@ func TestRuntimeSettings(t *testing.T) {
 		}
 	})
 }
+
+// TestLinkedPython: scripts/test.sh and scripts/test-forky.sh build the
+// suite against several Pythons and set GOWSGI_TEST_PYTHON to the version
+// each build was meant to link. The go build cache does not hash what
+// pkg-config says, so a build of another version can be reused silently;
+// this is where that would show.
+func TestLinkedPython(t *testing.T) {
+	want := os.Getenv("GOWSGI_TEST_PYTHON")
+	if want == "" {
+		t.Skip("GOWSGI_TEST_PYTHON is not set")
+	}
+	newHandler(t, "application") // Python is running from here on
+	got := wsgi.PythonVersion()
+	assert.True(t, got == want || strings.HasPrefix(got, want+"."),
+		"built for Python %s, running Python %s", want, got)
+}

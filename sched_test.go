@@ -266,6 +266,9 @@ func TestThreadsAdmission(t *testing.T) {
 	req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL+"/counter", nil)
 	_, err := srv.Client().Do(req)
 	require.ErrorIs(t, err, context.DeadlineExceeded, "the only thread is busy: the request waits")
+	// The server learns that the client left when it reads the closed
+	// connection; a thread freed before that could still go to the request.
+	eventually(t, func() bool { return h.Stats().Queued == 0 }, "the abandoned request was not dropped from the queue")
 
 	require.NoError(t, os.WriteFile(gate, nil, 0o644))
 	assert.Equal(t, "released", (<-first).body)

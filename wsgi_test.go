@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -151,7 +152,7 @@ func TestShutdown(t *testing.T) {
 
 	inflight := make(chan response)
 	go func() { inflight <- get(t, srv, "/sleep?ms=300") }()
-	time.Sleep(50 * time.Millisecond)
+	eventually(t, func() bool { return h.Stats().InFlight == 1 }, "the request never got a thread")
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -169,14 +170,16 @@ func TestShutdownDeadline(t *testing.T) {
 	h, err := wsgi.NewHandler(wsgi.WithApp(appSpec(t, "application")), wsgi.WithLogger(slog.New(slog.DiscardHandler)))
 	require.NoError(t, err)
 	srv := serve(t, h)
+	gate := filepath.Join(t.TempDir(), "gate")
 	inflight := make(chan response)
-	go func() { inflight <- get(t, srv, "/sleep?ms=500") }()
-	time.Sleep(50 * time.Millisecond)
+	go func() { inflight <- get(t, srv, "/wait-file?path="+url.QueryEscape(gate)) }()
+	eventually(t, func() bool { return exists(gate + ".started") }, "the request never started")
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
 	defer cancel()
 	require.ErrorIs(t, h.Shutdown(ctx), context.DeadlineExceeded)
-	assert.Equal(t, "slept", (<-inflight).body, "the interpreter kept serving the request in flight")
+	require.NoError(t, os.WriteFile(gate, nil, 0o644))
+	assert.Equal(t, "released", (<-inflight).body, "the interpreter kept serving the request in flight")
 	require.NoError(t, h.Close())
 }
 

@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
 # Make a machine ready to build (and with --tests, to test) gowsgi.
 #
-# Usage: scripts/setup.sh [--tests]
+# Usage: scripts/setup.sh [--tests] [--forky]
 #
 # On Debian/Ubuntu it installs the missing Debian packages (as root) or
 # prints the apt-get command to run (otherwise). It also checks for Go 1.26+.
 # It prints nothing when nothing is missing.
+#
+# --forky installs debootstrap, for the runs of the suite against Debian
+# testing's ("forky") Python 3.13, 3.14 and 3.15 that `make test` makes as
+# root (scripts/test-forky.sh). Those runs make a Debian root of about 1 GB
+# with debootstrap, in ${XDG_CACHE_HOME:-~/.cache}/gowsgi/forky, and keep
+# it for the next run; GOWSGI_FORKY=0 skips them.
 set -euo pipefail
 
 min_go_major=1
@@ -14,14 +20,16 @@ min_py_major=3
 min_py_minor=10
 
 usage() {
-	echo "usage: $0 [--tests]" >&2
+	echo "usage: $0 [--tests] [--forky]" >&2
 	exit 2
 }
 
 tests=0
+forky=0
 for arg in "$@"; do
 	case "$arg" in
 	--tests) tests=1 ;;
+	--forky) forky=1 ;;
 	-h | --help) usage ;;
 	*)
 		echo "setup: unknown argument: $arg" >&2
@@ -34,9 +42,15 @@ build_pkgs=(python3-dev pkg-config gcc libc6-dev)
 test_pkgs=(python3-flask python3-django python3-falcon python3-bottle
 	python3-pyramid python3-httpbin python3-werkzeug python3-venv)
 
+# debootstrap brings wget, with which the Debian root's mirror is checked.
+forky_pkgs=(debootstrap wget)
+
 pkgs=("${build_pkgs[@]}")
 if ((tests)); then
 	pkgs+=("${test_pkgs[@]}")
+fi
+if ((forky)); then
+	pkgs+=("${forky_pkgs[@]}")
 fi
 
 failed=0
@@ -105,6 +119,9 @@ if [[ ! -f /etc/debian_version ]]; then
 	echo "setup:   - a C compiler (gcc or clang) and the C library headers"
 	if ((tests)); then
 		echo "setup:   - for the tests, in that Python: flask, django, falcon, bottle, pyramid, httpbin, werkzeug, and venv"
+	fi
+	if ((forky)); then
+		echo "setup:   - for the runs against Debian testing's Pythons: debootstrap (or GOWSGI_FORKY=0 to skip them)"
 	fi
 	if ! command -v pkg-config >/dev/null 2>&1; then
 		echo "setup: pkg-config not found" >&2

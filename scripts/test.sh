@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Run the whole gowsgi test suite: set-up, go vet, gofmt, then
-# `go test -race` against the system Python and each extra Python build.
+# `go test -race` against the system Python, each extra Python build, and
+# Debian testing's Pythons (scripts/test-forky.sh). Prints how long each
+# part took.
 #
 # Usage: scripts/test.sh [go test flags...]   e.g. scripts/test.sh -run TestX -short
 #
@@ -8,9 +10,22 @@
 # against besides the system one. A prefix without
 # lib/pkgconfig/python3-embed.pc is skipped. By default: every pyenv build of
 # Python 3.10 or newer (under $PYENV_ROOT, or ~/.pyenv), if there are any.
+#
+# GOWSGI_FORKY=0 skips the runs against Debian testing's Python 3.13, 3.14
+# and 3.15, which need root and a Debian root of about 1 GB made with
+# debootstrap (see scripts/test-forky.sh).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
+
+started=$SECONDS
+times=()
+# took LABEL SINCE: records how long LABEL took since SECONDS was SINCE.
+took() {
+	local s=$((SECONDS - $2))
+	times+=("$(printf '%-44s %4dm%02ds' "$1" $((s / 60)) $((s % 60)))")
+	echo "== $1: ${s}s =="
+}
 
 if [[ -z "${GOWSGI_PYTHONS+x}" ]]; then
 	GOWSGI_PYTHONS=""
@@ -23,7 +38,9 @@ if [[ -z "${GOWSGI_PYTHONS+x}" ]]; then
 fi
 pythons=$GOWSGI_PYTHONS
 
+t0=$SECONDS
 scripts/setup.sh --tests
+took "set-up" "$t0"
 
 if ! command -v go >/dev/null 2>&1; then
 	echo "test: go is not on PATH (see scripts/setup.sh)" >&2
@@ -31,9 +48,12 @@ if ! command -v go >/dev/null 2>&1; then
 fi
 
 echo "== go vet =="
+t0=$SECONDS
 go vet ./...
+took "go vet" "$t0"
 
 echo "== gofmt =="
+t0=$SECONDS
 # Tracked and untracked (not ignored) Go files that still exist; testdata is
 # skipped as the go tool skips it.
 go_files=()
@@ -55,6 +75,7 @@ if ((${#go_files[@]} > 0)); then
 		exit 1
 	fi
 fi
+took "gofmt" "$t0"
 
 summary=()
 failed=0
@@ -66,12 +87,14 @@ failed=0
 sys_ver=$(pkg-config --modversion python3-embed 2>/dev/null | cut -d. -f1,2 || true)
 label="Python ${sys_ver:-?} (system)"
 echo "== $label =="
-if go test -race -count=1 ./... "$@"; then
+t0=$SECONDS
+if GOWSGI_TEST_PYTHON="$sys_ver" go test -race -count=1 ./... "$@"; then
 	summary+=("$label: ok")
 else
 	summary+=("$label: FAIL")
 	failed=1
 fi
+took "$label" "$t0"
 
 read -r -a python_dirs <<<"$pythons"
 for dir in ${python_dirs[@]+"${python_dirs[@]}"}; do
@@ -85,17 +108,34 @@ for dir in ${python_dirs[@]+"${python_dirs[@]}"}; do
 	ver=$(PKG_CONFIG_PATH="$libdir/pkgconfig" pkg-config --modversion python3-embed 2>/dev/null | cut -d. -f1,2 || true)
 	label="Python ${ver:-?} ($dir)"
 	echo "== $label =="
+	t0=$SECONDS
 	if PKG_CONFIG_PATH="$libdir/pkgconfig" \
 		CGO_LDFLAGS="-Wl,-rpath,$libdir" \
 		LD_LIBRARY_PATH="$libdir" \
+		GOWSGI_TEST_PYTHON="$ver" \
 		go test -race -count=1 ./... "$@"; then
 		summary+=("$label: ok")
 	else
 		summary+=("$label: FAIL")
 		failed=1
 	fi
+	took "$label" "$t0"
 done
+
+# Debian testing's Pythons, in a root of their own; it prints its own
+# times, and decides itself whether it runs (GOWSGI_FORKY).
+t0=$SECONDS
+if scripts/test-forky.sh "$@"; then
+	summary+=("Debian forky's Pythons: ok (or skipped, as said above)")
+else
+	summary+=("Debian forky's Pythons: FAIL")
+	failed=1
+fi
+took "Debian forky's Pythons, with the root" "$t0"
 
 echo "== Summary =="
 printf '%s\n' "${summary[@]}"
+echo "== Times =="
+printf '%s\n' "${times[@]}"
+took "make test, in all" "$started"
 exit "$failed"

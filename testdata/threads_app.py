@@ -8,7 +8,7 @@ import threading
 import time
 
 STATE = {}
-EVENTS = {"read": threading.Event(), "go-on": threading.Event()}
+EVENTS = {"read": threading.Event(), "asked": threading.Event()}
 
 
 def application(environ, start_response):
@@ -19,26 +19,26 @@ def application(environ, start_response):
 
         def reader():
             # The first read may block until the client sends the body,
-            # after the app has answered; the second comes once the test
-            # has the response (it asks for /go-on).
+            # after the app has answered; the second comes after the
+            # response is over: once /state is asked for, which the client
+            # does after it has the whole response.
             for attempt in ("first", "second"):
+                if attempt == "second":
+                    EVENTS["asked"].wait(10)
                 try:
                     STATE[path + " " + attempt] = repr(method())
                 except BaseException as exc:
                     STATE[path + " " + attempt] = type(exc).__name__
-                EVENTS["go-on"].wait(10)
-            EVENTS["go-on"].clear()
             EVENTS["read"].set()
         threading.Thread(target=reader, daemon=True).start()
         time.sleep(0.2)  # the reader is now blocked waiting for the body
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [b"answered before the body came"]
-    if path == "/go-on":
-        EVENTS["read"].clear()
-        EVENTS["go-on"].set()
+    if path == "/ok":
         start_response("200 OK", [("Content-Type", "text/plain")])
-        return [b"going on"]
+        return [b"ok"]
     if path == "/state":
+        EVENTS["asked"].set()
         EVENTS["read"].wait(10)
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [repr(STATE).encode()]

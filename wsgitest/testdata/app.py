@@ -2,6 +2,7 @@
 wrong, so that a test can see what the harness makes of it."""
 
 import logging
+import os
 import sys
 import threading
 import time
@@ -52,9 +53,10 @@ def application(environ, start_response):
         start_response("200 OK", TEXT)
         return [b"logged"]
     if path == "/log-later":
-        # A thread that writes once the request is over.
+        # A thread that writes once the request is over: once the test,
+        # which has the response, creates the file at ?gate=.
         errors = environ["wsgi.errors"]
-        threading.Thread(target=_log_later, args=(errors,)).start()
+        threading.Thread(target=_log_later, args=(errors, query["gate"][0])).start()
         start_response("200 OK", TEXT)
         return [b"later"]
     if path == "/spin":
@@ -65,7 +67,8 @@ def application(environ, start_response):
         start_response("200 OK", TEXT)
         return [b"not interrupted"]
     if path == "/boom":
-        return 1 // 0
+        # The app's own words: CPython's for 1 // 0 changed in 3.14.
+        raise ZeroDivisionError("the app divided 1 by 0")
     if path == "/assert":
         assert query.get("ok"), "the app's own assertion"
     if path == "/logging":
@@ -74,7 +77,7 @@ def application(environ, start_response):
         return [b"logged"]
     if path == "/logging/exception":
         try:
-            1 // 0
+            raise ZeroDivisionError("the app divided 1 by 0")
         except ZeroDivisionError:
             logging.getLogger("testdata.app").exception("while dividing")
         start_response("500 Internal Server Error", TEXT)
@@ -181,6 +184,8 @@ def _log_while_streaming():
     yield b"second\n"
 
 
-def _log_later(errors):
-    time.sleep(0.05)
+def _log_later(errors, gate):
+    deadline = time.monotonic() + 10
+    while not os.path.exists(gate) and time.monotonic() < deadline:
+        time.sleep(0.005)
     errors.write("written after the response\n")
