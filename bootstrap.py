@@ -3,15 +3,20 @@
 It loads the application and holds the few helpers that read better in Python
 than in C: the file wrapper and traceback formatting.  Nothing here runs per
 request except FileWrapper iteration for file-likes that have no usable
-fileno().
+fileno().  It also cleans a closed handler's interpreter for the next handler
+(recycle, below).
 """
 
+import atexit
+import gc
 import importlib
 import importlib.machinery
 import importlib.util
 import os
 import sys
+import threading  # threading and weakref: for the recycling's baseline,
 import traceback
+import weakref  # which puts back state inside them (_INSIDE, below)
 
 
 def _python_executable():
@@ -199,3 +204,296 @@ class FileWrapper:
         if data:
             return data
         raise StopIteration
+
+
+# ------------------------------------------------------------------ recycling
+#
+# A sub-interpreter that shares the GIL cannot be ended safely (see the
+# README), so when its handler closes, recycle() cleans it for the next
+# handler instead.  The state it comes back to is the baseline taken when
+# this module has run: the interpreter as gowsgi sets it up, before any app.
+
+# Modules of the standard library are not dropped: the first time an app
+# has imported one, recycle() imports it again, afresh, in the cleaned
+# interpreter and adds it to the baseline, so that from then on it is put
+# back rather than imported again.  A dropped copy could not be freed for
+# several of them (threading, random, logging and, from 3.12, asyncio
+# register os.register_at_fork hooks, which nothing removes; _ctypes and
+# _sqlite3 keep registries in C), and importing them for each app would
+# take most of the time a framework's import takes.
+_STDLIB = frozenset(getattr(sys, "stdlib_module_names", ())) - {
+    "this", "antigravity", "idlelib", "test", "__hello__", "__phello__"}
+_STDLIB_DIR = os.path.dirname(os.__file__) + os.sep
+
+
+def _is_stdlib(name, module):
+    """Whether module, imported as name, is the standard library's own (not
+    a module of the same name on the app's path, not a __main__)."""
+    if name.partition(".")[0] not in _STDLIB or name.endswith(".__main__"):
+        return False
+    where = getattr(module, "__file__", None)
+    return where is None or os.path.abspath(where).startswith(_STDLIB_DIR)
+
+
+def _copies(namespace):
+    """Shallow copies of the lists, dicts and sets among namespace's values,
+    by name: registries and caches that code changes in place."""
+    out = {}
+    for name, value in namespace.items():
+        kind = type(value)
+        if kind is list or kind is dict or kind is set:
+            out[name] = kind(value)
+    return out
+
+
+# State kept inside objects of some baseline modules, which putting their
+# globals back does not reach: (take, put back), by module name.
+
+def _take_logging(logging):
+    manager = logging.Logger.manager
+    loggers = [logging.root] + [l for l in manager.loggerDict.values()
+                                if isinstance(l, logging.Logger)]
+    return ([(l, l.level, list(l.handlers), list(l.filters), l.propagate,
+              l.disabled) for l in loggers], dict(manager.loggerDict), manager.disable)
+
+
+def _put_logging(logging, state):
+    loggers, logger_dict, disable = state
+    manager = logging.Logger.manager
+    manager.loggerDict.clear()
+    manager.loggerDict.update(logger_dict)
+    for logger, level, handlers, filters, propagate, disabled in loggers:
+        logger.level = level
+        logger.handlers[:] = handlers
+        logger.filters[:] = filters
+        logger.propagate = propagate
+        logger.disabled = disabled
+    manager.disable = disable
+    getattr(manager, "_clear_cache", lambda: None)()
+
+
+def _take_threading(threading):
+    # Apps keep per-thread data on the thread objects too (asgiref's Local,
+    # under Django, does): the request threads' objects are dropped with
+    # threading._active, the baseline's are put back as they were.
+    return [(t, dict(t.__dict__)) for t in threading._active.values()]
+
+
+def _put_threading(threading, state):
+    for thread, saved in state:
+        thread.__dict__.clear()
+        thread.__dict__.update(saved)
+
+
+def _take_weakref(weakref):
+    return set(weakref.finalize._registry)
+
+
+def _put_weakref(weakref, state):
+    # weakref.finalize keeps its callbacks, which may reach the app, until
+    # their object dies; those registered since are run now if they would
+    # run when the interpreter ends (atexit), and forgotten otherwise.
+    for f in [f for f in list(weakref.finalize._registry) if f not in state]:
+        try:
+            f() if f.atexit else f.detach()
+        except Exception:
+            sys.excepthook(*sys.exc_info())
+
+
+_INSIDE = {
+    "logging": (_take_logging, _put_logging),
+    "threading": (_take_threading, _put_threading),
+    "weakref": (_take_weakref, _put_weakref),
+}
+
+
+def _snapshot():
+    base = {
+        "recursionlimit": sys.getrecursionlimit(),
+        "int_max_str_digits": getattr(sys, "get_int_max_str_digits", lambda: None)(),
+        "gc": (gc.isenabled(), gc.get_threshold(), gc.get_freeze_count()),
+    }
+    _take_modules(base)
+    return base
+
+
+def _take_modules(base):
+    """Records the modules in sys.modules, with their state as it is now,
+    as the baseline's."""
+    base["modules"] = dict(sys.modules)
+    base["namespaces"] = {}
+    base["inside"] = {}
+    for name, module in base["modules"].items():
+        ns = getattr(module, "__dict__", None)
+        if name != __name__ and type(ns) is dict:
+            base["namespaces"][name] = (module, dict(ns), _copies(ns))
+        if name in _INSIDE:
+            try:
+                base["inside"][name] = _INSIDE[name][0](module)
+            except Exception:
+                pass  # a Python whose module differs: its inner state stays
+    base["caches"] = _caches(base["modules"])
+
+
+def _same(a, b):
+    """Whether a == b, for a namespace or container and its saved copy: at
+    C speed, since most values are the very same objects.  A value whose
+    comparison raises (an array, say) counts as changed."""
+    try:
+        return bool(a == b)
+    except Exception:
+        return False
+
+
+def _restore_namespace(module, saved, containers):
+    """Puts module's globals back as saved: names added since are removed,
+    names rebound are bound again, and lists, dicts and sets get their saved
+    contents back."""
+    ns = module.__dict__
+    if not _same(ns, saved):
+        for name in [n for n in ns if n not in saved]:
+            del ns[name]
+        for name, value in saved.items():
+            if ns.get(name, ns) is not value:
+                ns[name] = value
+    for name, copy in containers.items():
+        value = saved[name]
+        if (module is sys and name == "modules") or _same(value, copy):
+            continue
+        if type(value) is list:
+            value[:] = copy
+        else:
+            value.clear()
+            value.update(copy)
+
+
+def _close_logging(logging, base):
+    """Flushes and closes the logging handlers the app made, as the end of
+    an interpreter does.  A logging module the app imported, which cannot
+    be freed (see _STDLIB), also lets go of its loggers."""
+    state = base["inside"].get("logging")
+    keep = {h for entry in state[0] for h in entry[2]} if state else set()
+    for ref in list(getattr(logging, "_handlerList", ())):
+        handler = ref()
+        if handler is None or handler in keep:
+            continue
+        try:
+            handler.acquire()
+            try:
+                handler.flush()
+                handler.close()
+            finally:
+                handler.release()
+        except Exception:
+            pass
+    if state is None:
+        manager = logging.Logger.manager
+        for logger in [logging.root] + list(manager.loggerDict.values()):
+            if isinstance(logger, logging.Logger):
+                logger.handlers.clear()
+                logger.filters.clear()
+        manager.loggerDict.clear()
+
+
+def _caches(modules):
+    """The functools.lru_cache functions among the modules' globals, and
+    typing's cache cleaners: caches that may come to hold an app's
+    objects."""
+    import functools
+    wrapper = getattr(functools, "_lru_cache_wrapper", None)
+    clears = []
+    for module in modules.values():
+        ns = getattr(module, "__dict__", None)
+        if type(ns) is not dict or wrapper is None:
+            continue
+        clears += [v.cache_clear for v in ns.values() if isinstance(v, wrapper)]
+    typing = modules.get("typing")
+    return clears + list(getattr(typing, "_cleanups", ()))
+
+
+def recycle():
+    """Cleans the interpreter of the app a closed handler loaded, for the
+    next handler.
+
+    Every module imported since the baseline is dropped from sys.modules,
+    and the baseline's modules are put back there; standard modules the
+    app imported are then imported afresh and join the baseline (see
+    _STDLIB).  The baseline's globals are put back, with the contents of
+    their lists, dicts and sets (sys.path, sys.meta_path, sys.argv,
+    warnings filters, registries, caches), and so are builtins' and
+    __main__'s.  The logging handlers the app made are closed, and the
+    loggers' configuration, the thread objects and weakref finalizers of
+    the baseline, the recursion limit, the garbage collector's settings
+    and the atexit functions (which never run: gowsgi does not finalize
+    interpreters) are put back; the garbage is collected.  What stays: the
+    C state of extension modules, os.environ changes in the process,
+    os.register_at_fork and codecs registrations, audit hooks, and changes
+    made inside other objects of the baseline (a class attribute of a
+    standard module, say).
+    """
+    base = _baseline
+    if base is None:
+        raise RuntimeError("no baseline was taken when the interpreter was set up")
+    modules = sys.modules
+    kept = [n for n, m in modules.items() if n not in base["modules"] and _is_stdlib(n, m)]
+    if "logging" in modules:
+        _close_logging(modules["logging"], base)
+    if "weakref" in base["inside"]:
+        _put_weakref(modules["weakref"], base["inside"]["weakref"])
+    for name in [n for n in modules if n not in base["modules"]]:
+        del modules[name]
+    for name, module in base["modules"].items():
+        if modules.get(name) is not module:
+            modules[name] = module
+    for module, saved, containers in base["namespaces"].values():
+        _restore_namespace(module, saved, containers)
+    import _warnings
+    mutated = getattr(_warnings, "_filters_mutated", None) or getattr(
+        _warnings, "_filters_mutated_lock_held", None)
+    if mutated is not None:
+        mutated()
+    for name, state in base["inside"].items():
+        if name != "weakref":
+            _INSIDE[name][1](base["modules"][name], state)
+    atexit._clear()
+    sys.setrecursionlimit(base["recursionlimit"])
+    if base["int_max_str_digits"] is not None:
+        sys.set_int_max_str_digits(base["int_max_str_digits"])
+    enabled, threshold, frozen = base["gc"]
+    if gc.get_freeze_count() > frozen:
+        gc.unfreeze()
+    gc.set_threshold(*threshold)
+    gc.enable() if enabled else gc.disable()
+    for clear in base["caches"]:
+        clear()
+    importlib.invalidate_caches()
+    _loaded.update(spec=None, middleware=(), modules=[])
+    gc.collect()
+    if kept:
+        for name in kept:
+            try:
+                importlib.import_module(name)
+            except Exception:
+                pass  # it does not import on its own: dropped each time
+        # The baseline, now with them (and their names in their packages).
+        _take_modules(base)
+
+
+def reuse(environ):
+    """Readies a cleaned interpreter for a new handler.  environ is the
+    process's environment now, as a list of b"NAME=value": os.environ is
+    read once, when an interpreter starts, and a fresh interpreter would
+    see what was set since (t.Setenv in a Go test, say)."""
+    data = {}
+    for item in environ:
+        name, sep, value = item.partition(b"=")
+        if sep and name and name not in data:
+            data[name] = value
+    os.environ._data.clear()
+    os.environ._data.update(data)
+
+
+try:
+    _baseline = _snapshot()
+except Exception:  # not recycled, then; the handler works as before
+    _baseline = None

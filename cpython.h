@@ -84,6 +84,27 @@ int gowsgi_interp_end(gowsgi_interp *gi);
  * and in *names (malloc'd, the caller frees; NULL when none) their names. */
 int gowsgi_interp_threads(gowsgi_interp *gi, char **names);
 
+/* Cleans a closed handler's interpreter for another handler, instead of
+ * ending it: drops the app, then the bootstrap's recycle() drops the
+ * modules imported since the interpreter was set up and puts back the state
+ * it had then (see bootstrap.py).  Only for a sub-interpreter sharing the
+ * GIL whose set-up ran, with its scheduler stopped.  Runs the app's
+ * finalizers, so any OS thread but the control thread.  Returns 0 when it
+ * is ready for gowsgi_interp_reuse; 1 when threads the app started are
+ * alive (then nothing was cleaned, or a finalizer started one); -1 with
+ * *err filled when the cleaning raised.  On 1 or -1 the interpreter is
+ * not fit for reuse: end it. */
+int gowsgi_interp_recycle(gowsgi_interp *gi, gowsgi_error *err);
+
+/* Gives a recycled interpreter to the handler numbered handler: its
+ * wsgi.errors lines report there, and its os.environ is read again from the
+ * process's environment, as a new interpreter's would be.  Returns 0, or
+ * -1 with *err filled (then end the interpreter). */
+int gowsgi_interp_reuse(gowsgi_interp *gi, uintptr_t handler, gowsgi_error *err);
+
+/* CPython's ID of the interpreter (PyInterpreterState_GetID). */
+int64_t gowsgi_interp_id(gowsgi_interp *gi);
+
 /* Runs the bootstrap source (bootstrap.py) in the interpreter once,
  * prepends the directories in paths to sys.path, and loads the app named by
  * spec wrapped in the middleware in mw (module, callable, module, ...).
@@ -116,10 +137,9 @@ const char *gowsgi_key(int i);
  * (WithMaxQueue).  Returns a new handle, or NULL out of memory. */
 gowsgi_sched *gowsgi_sched_new(gowsgi_interp *gi, int places, int max_queue);
 
-/* Refuses new jobs and waits until the worker threads have exited.  No job
- * may be queued or running.  gowsgi_sched_free then frees it; references
- * it still held are released by the interpreter's end, or leaked with an
- * interpreter left alive. */
+/* Refuses new jobs, waits until the worker threads have exited, and
+ * releases the Python objects Go gave back (taking the GIL).  No job may be
+ * queued or running.  gowsgi_sched_free then frees it. */
 void gowsgi_sched_stop(gowsgi_sched *s);
 void gowsgi_sched_free(gowsgi_sched *s);
 

@@ -26,10 +26,18 @@
 // which only one handler per process may use; or, on Python 3.12 and newer
 // (not 3.13), a pool of [WithInterpreters] sub-interpreters with their
 // own GIL each ([IsolatedInterpreters]), so one process runs Python on
-// several cores. [Handler.Close] drops the handler's references; it ends
-// interpreters with their own GIL, but leaves a sub-interpreter that
-// shares the GIL alive, since CPython cannot end one safely while
-// extension modules share state with it (see the README).
+// several cores. [Handler.Close] drops the handler's references and ends
+// interpreters with their own GIL. A sub-interpreter that shares the GIL,
+// which CPython cannot end safely while extension modules share state with
+// it, is recycled instead: the modules imported since it was set up are
+// dropped (the standard library's are kept, put back to their first
+// state), the state the app changed is put back, and the next handler that
+// asks for a sub-interpreter gets it and imports its app afresh. Handlers
+// alive at once never share one. An interpreter whose app threads still
+// run is not recycled, and what recycling cannot reset (the C state of
+// extension modules, the process's environment, changes inside standard
+// objects) is listed in the README; see [SetMaxIdleInterpreters] and
+// [Recycling].
 //
 // # Threads and the GIL
 //

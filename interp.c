@@ -2,6 +2,9 @@
  * loading, reloading and ending the interpreters handlers own. */
 #include "gowsgi.h"
 
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <string.h>
 
 static PyThreadState *main_ts; /* the control thread's state */
@@ -611,4 +614,84 @@ int gowsgi_interp_end(gowsgi_interp *gi)
 	}
 	free(gi);
 	return end;
+}
+
+/* ------------------------------------------------------------- recycling */
+
+int64_t gowsgi_interp_id(gowsgi_interp *gi) { return gi->id; }
+
+int gowsgi_interp_recycle(gowsgi_interp *gi, gowsgi_error *err)
+{
+	int temp, rc = -1;
+	PyObject *mod = NULL; /* new: the _gowsgi module */
+	PyObject *res = NULL; /* new: what recycle() returned */
+	PyThreadState *ts = gi_enter(gi, &temp);
+
+	if (gi->is_main || gi->isolated || gi->environ_base == NULL) {
+		PyErr_SetString(PyExc_RuntimeError, "only a sub-interpreter sharing the GIL, set up, is recycled");
+		goto failure;
+	}
+	if (foreign_threads(gi, ts) > 0) {
+		rc = 1;
+		goto failure;
+	}
+	/* The app goes first, so that the collection in recycle() frees it. */
+	set_app(gi, NULL);
+	mod = PyImport_ImportModule("_gowsgi");
+	if (mod == NULL)
+		goto failure;
+	res = PyObject_CallMethod(mod, "recycle", NULL);
+	if (res == NULL)
+		goto failure;
+	/* A finalizer the collection ran may have started one. */
+	rc = foreign_threads(gi, ts) > 0 ? 1 : 0;
+failure:
+	if (rc < 0)
+		err_fill(gi->format_exception, err);
+	Py_XDECREF(res);
+	Py_XDECREF(mod);
+	gi_leave(ts, temp);
+#ifdef __GLIBC__
+	/* The app's objects are freed; give the pages malloc keeps back. */
+	if (rc == 0)
+		malloc_trim(0);
+#endif
+	return rc;
+}
+
+extern char **environ;
+
+int gowsgi_interp_reuse(gowsgi_interp *gi, uintptr_t handler, gowsgi_error *err)
+{
+	int temp, rc = -1;
+	PyObject *mod = NULL;  /* new: the _gowsgi module */
+	PyObject *list = NULL; /* new: the environment, a list of bytes */
+	PyObject *res = NULL;  /* new: what reuse() returned */
+	PyThreadState *ts = gi_enter(gi, &temp);
+
+	gi->handler = handler; /* each request's wsgi.errors reports there */
+	list = PyList_New(0);
+	for (char **e = environ; list != NULL && e != NULL && *e != NULL; e++) {
+		PyObject *b = PyBytes_FromString(*e);
+		if (b == NULL || PyList_Append(list, b) < 0)
+			Py_CLEAR(list);
+		Py_XDECREF(b);
+	}
+	if (list == NULL)
+		goto failure;
+	mod = PyImport_ImportModule("_gowsgi");
+	if (mod == NULL)
+		goto failure;
+	res = PyObject_CallMethod(mod, "reuse", "O", list);
+	if (res == NULL)
+		goto failure;
+	rc = 0;
+failure:
+	if (rc < 0)
+		err_fill(gi->format_exception, err);
+	Py_XDECREF(res);
+	Py_XDECREF(list);
+	Py_XDECREF(mod);
+	gi_leave(ts, temp);
+	return rc;
 }

@@ -130,9 +130,12 @@ func PythonVersion() string {
 // interp is one Python interpreter owned by a handler, and the scheduler
 // that runs requests in it.
 type interp struct {
-	c     *C.gowsgi_interp
-	sched *C.gowsgi_sched
-	main  bool
+	c        *C.gowsgi_interp
+	sched    *C.gowsgi_sched
+	main     bool
+	sub      bool  // a sub-interpreter sharing the GIL: recycled at its end
+	id       int64 // CPython's ID of the interpreter
+	recycled bool  // it served an earlier handler, and was cleaned for this one
 
 	// Requests hold mu shared while they use the interpreter; ending it
 	// takes mu, so it waits for them.
@@ -177,14 +180,25 @@ func newInterp(o *options, handler uintptr) (*interp, error) {
 		}
 		kind = C.GOWSGI_ISOLATED
 	}
-	var cerr C.gowsgi_error
-	onControl(func() {
-		ip.c = C.gowsgi_interp_new(kind, C.uintptr_t(handler), &cerr)
-	})
-	if ip.c == nil {
-		ip.releaseMain()
-		return nil, fmt.Errorf("wsgi: create interpreter: %w", takeError(&cerr))
+	ip.sub = kind == C.GOWSGI_SUB
+	if ip.sub {
+		ip.c = reuseIdle(handler, o.logger)
+		ip.recycled = ip.c != nil
 	}
+	if ip.c == nil {
+		var cerr C.gowsgi_error
+		onControl(func() {
+			ip.c = C.gowsgi_interp_new(kind, C.uintptr_t(handler), &cerr)
+		})
+		if ip.c == nil {
+			ip.releaseMain()
+			return nil, fmt.Errorf("wsgi: create interpreter: %w", takeError(&cerr))
+		}
+		if ip.sub {
+			recycling.created.Add(1)
+		}
+	}
+	ip.id = int64(C.gowsgi_interp_id(ip.c))
 	ip.sched = C.gowsgi_sched_new(ip.c, C.int(o.threads), C.int(o.maxQueue))
 	if ip.sched == nil {
 		ip.end(context.Background(), slog.New(slog.DiscardHandler))
@@ -296,10 +310,13 @@ func (ip *interp) changed() []stamp {
 	return now
 }
 
-// end waits for the requests using the interpreter, then ends it. Threads
-// the app started get until ctx's deadline (or a moment, without one) to
-// finish; an interpreter still running some is reported and left alive,
-// since ending it would wait for them forever or abort the process.
+// end waits for the requests using the interpreter, then ends it: a
+// sub-interpreter sharing the GIL is recycled (cleaned and kept for the
+// next handler) when it can be, an own-GIL one is ended. Threads the app
+// started get until ctx's deadline (or a moment, without one) to finish;
+// an interpreter still running some is reported and left alive, since
+// ending it would wait for them forever or abort the process, and reusing
+// it would share them with the next app.
 func (ip *interp) end(ctx context.Context, log *slog.Logger) {
 	ip.mu.Lock()
 	defer ip.mu.Unlock()
@@ -307,6 +324,7 @@ func (ip *interp) end(ctx context.Context, log *slog.Logger) {
 		return
 	}
 	ip.dead = true
+	threads := false
 	if !ip.main {
 		grace := time.After(100 * time.Millisecond)
 		if _, ok := ctx.Deadline(); ok {
@@ -323,19 +341,26 @@ func (ip *interp) end(ctx context.Context, log *slog.Logger) {
 			wait.Stop()
 			log.Error("wsgi: threads the app started are still running, so its interpreter is left alive (its memory is not freed)",
 				"event", evThreadsLeft, "count", n, "threads", names)
+			threads = true
 			break
 		}
 	}
 	if ip.sched != nil {
 		// The workers delete their thread states as they exit, before
-		// the interpreter ends.
+		// the interpreter ends or is cleaned.
 		C.gowsgi_sched_stop(ip.sched)
+		C.gowsgi_sched_free(ip.sched)
+		ip.sched = nil
+	}
+	if ip.sub && !threads && ip.recycle(log) {
+		ip.c = nil
+		return
+	}
+	if ip.sub {
+		recycling.abandoned.Add(1)
 	}
 	onControl(func() { C.gowsgi_interp_end(ip.c) })
-	if ip.sched != nil {
-		C.gowsgi_sched_free(ip.sched)
-	}
-	ip.c, ip.sched = nil, nil
+	ip.c = nil
 	ip.releaseMain()
 }
 
@@ -486,5 +511,132 @@ func (h *Handler) reloadLocked() error {
 			}
 		}
 		return nil
+	}
+}
+
+// Recycling. A sub-interpreter that shares the GIL cannot be ended safely
+// (see can_end in interp.c), so the end of a handler's interpreter
+// cleans it (bootstrap.py's recycle) and keeps it here, idle, for the next
+// handler that asks for a sub-interpreter. One that cannot be cleaned, or
+// finds the pool full, is left alive unused, as every such interpreter
+// was before recycling.
+var recycling struct {
+	mu      sync.Mutex
+	idle    []*C.gowsgi_interp // cleaned, most recently closed last
+	max     int
+	maxSet  bool
+	created atomic.Uint64
+	kept    atomic.Uint64
+	reused  atomic.Uint64
+
+	abandoned atomic.Uint64
+}
+
+// defaultMaxIdle is how many cleaned interpreters are kept at most unless
+// SetMaxIdleInterpreters says otherwise. Every interpreter kept lives
+// until the process ends, and each OS thread caches the thread states of
+// 16 live interpreters at most (TS_CACHE in interp.c); 8 leaves room for
+// the handlers in use while covering a test binary's parallel tests and a
+// service's reloads.
+const defaultMaxIdle = 8
+
+func maxIdle() int {
+	if !recycling.maxSet {
+		return defaultMaxIdle
+	}
+	return recycling.max
+}
+
+// SetMaxIdleInterpreters sets how many closed handlers' sub-interpreters
+// are kept, cleaned, for later handlers (8 by default), and returns the
+// previous bound. A handler that asks for a sub-interpreter
+// ([SubInterpreter], the default, and [ReloadInterpreter]'s fresh
+// interpreter) takes the one closed last, if any. 0 turns recycling off:
+// a closed handler's sub-interpreter is then left alive as it is, its
+// memory never returned. Lowering the bound leaves the idle interpreters
+// beyond it alive but unused. The main interpreter and interpreters with
+// their own GIL are never recycled. See the README for what a recycled
+// interpreter keeps of the apps it ran.
+func SetMaxIdleInterpreters(n int) int {
+	if n < 0 {
+		n = 0
+	}
+	recycling.mu.Lock()
+	prev := maxIdle()
+	recycling.max, recycling.maxSet = n, true
+	var extra []*C.gowsgi_interp
+	if len(recycling.idle) > n {
+		extra = slices.Clone(recycling.idle[:len(recycling.idle)-n])
+		recycling.idle = slices.Delete(recycling.idle, 0, len(recycling.idle)-n)
+	}
+	recycling.mu.Unlock()
+	for _, c := range extra {
+		recycling.abandoned.Add(1)
+		onControl(func() { C.gowsgi_interp_end(c) })
+	}
+	return prev
+}
+
+// recycle cleans the interpreter for another handler and keeps it, unless
+// recycling is off. It reports whether the interpreter was kept; if not,
+// the caller ends it (leaves it alive).
+func (ip *interp) recycle(log *slog.Logger) bool {
+	recycling.mu.Lock()
+	off := maxIdle() == 0
+	recycling.mu.Unlock()
+	if off {
+		return false
+	}
+	var cerr C.gowsgi_error
+	switch C.gowsgi_interp_recycle(ip.c, &cerr) {
+	case 0:
+	case 1:
+		n, names := ip.threads()
+		log.Error("wsgi: a thread started while the interpreter was cleaned for the next handler, so it is left alive (its memory is not freed)",
+			"event", evThreadsLeft, "count", n, "threads", names)
+		return false
+	default:
+		pe := takeError(&cerr)
+		log.Error("wsgi: cleaning the interpreter for the next handler failed, so it is left alive (its memory is not freed)",
+			"event", evRecycleError, "error", pe.Error(), "traceback", pe.Traceback)
+		return false
+	}
+	recycling.mu.Lock()
+	defer recycling.mu.Unlock()
+	if len(recycling.idle) >= maxIdle() {
+		log.Info("wsgi: the pool of idle interpreters is full, so this one is left alive unused (its memory is not freed); see SetMaxIdleInterpreters",
+			"event", evPoolFull, "idle", len(recycling.idle))
+		return false
+	}
+	recycling.idle = append(recycling.idle, ip.c)
+	recycling.kept.Add(1)
+	return true
+}
+
+// reuseIdle takes the interpreter closed last from the pool and gives it
+// to the handler numbered handler, or returns nil when there is none.
+func reuseIdle(handler uintptr, log *slog.Logger) *C.gowsgi_interp {
+	for {
+		recycling.mu.Lock()
+		n := len(recycling.idle)
+		if n == 0 {
+			recycling.mu.Unlock()
+			return nil
+		}
+		c := recycling.idle[n-1]
+		recycling.idle = recycling.idle[:n-1]
+		recycling.mu.Unlock()
+		var cerr C.gowsgi_error
+		if C.gowsgi_interp_reuse(c, C.uintptr_t(handler), &cerr) == 0 {
+			recycling.reused.Add(1)
+			return c
+		}
+		if log == nil {
+			log = slog.Default()
+		}
+		log.Error("wsgi: readying a recycled interpreter failed, so it is left alive unused (its memory is not freed)",
+			"event", evRecycleError, "error", takeError(&cerr).Error())
+		recycling.abandoned.Add(1)
+		onControl(func() { C.gowsgi_interp_end(c) })
 	}
 }

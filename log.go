@@ -13,18 +13,20 @@ import (
 // message) and, for a Python exception, traceback (and hint, for an
 // extension module that refuses the interpreter).
 const (
-	evAppError    = "app_error"      // the app raised or broke PEP 3333 (aborted=true after the headers)
-	evCloseError  = "close_error"    // the iterable's close() raised after a whole response
-	evErrorsLine  = "wsgi_errors"    // a line the app wrote to wsgi.errors
-	evTimeout     = "timeout"        // WithRequestTimeout stopped a request
-	evStuck       = "stuck"          // a timed-out request has not come back
-	evUnstuck     = "unstuck"        // it came back
-	evBodyLimit   = "body_too_large" // WithMaxRequestBody stopped a request
-	evClientGone  = "client_gone"    // the client went away while the app ran
-	evLatePanic   = "late_panic"     // Go code panicked in a read by a thread the app started, after its request
-	evReloaded    = "reloaded"       // the app was reloaded
-	evReloadError = "reload_error"   // a reload failed; the old app serves on
-	evThreadsLeft = "threads_left"   // threads the app started outlived its handler
+	evAppError     = "app_error"      // the app raised or broke PEP 3333 (aborted=true after the headers)
+	evCloseError   = "close_error"    // the iterable's close() raised after a whole response
+	evErrorsLine   = "wsgi_errors"    // a line the app wrote to wsgi.errors
+	evTimeout      = "timeout"        // WithRequestTimeout stopped a request
+	evStuck        = "stuck"          // a timed-out request has not come back
+	evUnstuck      = "unstuck"        // it came back
+	evBodyLimit    = "body_too_large" // WithMaxRequestBody stopped a request
+	evClientGone   = "client_gone"    // the client went away while the app ran
+	evLatePanic    = "late_panic"     // Go code panicked in a read by a thread the app started, after its request
+	evReloaded     = "reloaded"       // the app was reloaded
+	evReloadError  = "reload_error"   // a reload failed; the old app serves on
+	evThreadsLeft  = "threads_left"   // threads the app started outlived its handler
+	evRecycleError = "recycle_error"  // an interpreter could not be cleaned for the next handler
+	evPoolFull     = "pool_full"      // the pool of idle interpreters had no room for one more
 )
 const (
 	slogDebug = slog.LevelDebug

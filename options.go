@@ -235,12 +235,13 @@ const (
 	// Other modules the app imported stay as they are. The nginx module's
 	// wsgi_reload_mechanism module, and the default.
 	ReloadModule ReloadMechanism = iota
-	// ReloadInterpreter loads the app into a fresh interpreter and swaps it
-	// in; requests in flight finish on the old one, which is then retired.
-	// Everything is reloaded. A retired interpreter's memory is not
-	// returned (gowsgi cannot end a sub-interpreter safely; see the
-	// README), so this is a development tool, not a way to recycle a
-	// server.
+	// ReloadInterpreter loads the app into another interpreter (a cleaned,
+	// recycled one when there is one) and swaps it in; requests in flight
+	// finish on the old one, which is then recycled in turn (see
+	// [SetMaxIdleInterpreters]), so reloading in a loop does not grow the
+	// process. Every module outside the standard library is imported
+	// again; what recycling cannot reset (the C state of extension
+	// modules, see the README) stays.
 	ReloadInterpreter
 	// ReloadProcess serves the current request with the old app, adding
 	// "Refresh: 0" so a browser asks again, and calls the function given

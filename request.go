@@ -108,12 +108,6 @@ func (rq *request) serve() {
 		if p := rq.writerPanic; p != nil {
 			panic(p)
 		}
-		if !rq.ended {
-			// The writer's goroutine ended without returning
-			// (runtime.Goexit in the ResponseWriter, such as a test's
-			// t.FailNow), which recover does not see.
-			panic(errors.New("wsgi: the ResponseWriter ended its goroutine (runtime.Goexit) while the response was sent"))
-		}
 	case C.GOWSGI_QUEUED:
 		rq.queued = true
 		rq.pump(false)
@@ -306,14 +300,25 @@ func (rq *request) startWriter() {
 // runWriter sends the response of a request running on its goroutine's own
 // thread, in a call to C that goes on while the body is sent.
 func (rq *request) runWriter() {
+	finished := false
 	defer close(rq.writerDone)
 	defer func() {
-		if p := recover(); p != nil {
-			rq.writerPanic = p
-			rq.drain()
+		if finished {
+			return
 		}
+		// The ResponseWriter panicked, or called runtime.Goexit (a
+		// test's writer calling t.FailNow), which recover does not see:
+		// the request's thread may wait for room, so the job is drained
+		// here, and the request's goroutine panics with what happened.
+		p := recover()
+		if p == nil {
+			p = errors.New("wsgi: the ResponseWriter ended its goroutine (runtime.Goexit) while the response was sent")
+		}
+		rq.writerPanic = p
+		rq.drain()
 	}()
 	rq.pump(false)
+	finished = true
 }
 
 // sendBatch sends one batch of body.

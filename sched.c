@@ -463,14 +463,23 @@ void gowsgi_sched_stop(gowsgi_sched *s)
 		pthread_cond_signal(&w->cv);
 	while (s->nworkers > 0)
 		pthread_cond_wait(&s->exited, &s->mu);
+	int garbage = s->ngarbage;
 	pthread_mutex_unlock(&s->mu);
+	if (garbage > 0) {
+		/* What Go gave back after the last request: released now, an
+		 * interpreter that is recycled must not keep it. */
+		int temp;
+		PyThreadState *ts = gi_enter(s->gi, &temp);
+		sched_collect(s);
+		gi_leave(ts, temp);
+	}
 }
 
 void gowsgi_sched_free(gowsgi_sched *s)
 {
 	pthread_mutex_destroy(&s->mu);
 	pthread_cond_destroy(&s->exited);
-	free(s->garbage); /* released with the interpreter's own references */
+	free(s->garbage); /* empty: gowsgi_sched_stop released it */
 	free(s);
 }
 

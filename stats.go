@@ -59,6 +59,44 @@ type InterpreterStats struct {
 	QueueWait time.Duration
 	PlaceWait time.Duration
 	GILWait   time.Duration
+
+	// ID is CPython's number of the interpreter (PyInterpreterState_GetID).
+	// A recycled interpreter keeps its number from handler to handler.
+	ID int64
+	// Recycled says the interpreter served an earlier handler (or an
+	// earlier version of the app, with ReloadInterpreter) and was cleaned
+	// for this one. See [SetMaxIdleInterpreters].
+	Recycled bool
+}
+
+// RecyclingStats count, for the whole process, what became of the
+// sub-interpreters that share the GIL ([SubInterpreter]): since they
+// cannot be ended safely, a closed handler's is cleaned and kept for the
+// next handler. The counts run from the start of the process.
+type RecyclingStats struct {
+	Created  uint64 // sub-interpreters created
+	Recycled uint64 // closed handlers' (and reloads') interpreters cleaned and kept
+	Reused   uint64 // interpreters handed from the pool to a new handler or reload
+	// Abandoned counts the interpreters left alive unused, their memory
+	// not returned: threads the app started were still running, cleaning
+	// failed, the pool was full, or recycling is off.
+	Abandoned uint64
+	Idle      int // interpreters kept now, waiting for a handler
+	MaxIdle   int // the bound on Idle, see SetMaxIdleInterpreters
+}
+
+// Recycling returns the process's [RecyclingStats].
+func Recycling() RecyclingStats {
+	recycling.mu.Lock()
+	defer recycling.mu.Unlock()
+	return RecyclingStats{
+		Created:   recycling.created.Load(),
+		Recycled:  recycling.kept.Load(),
+		Reused:    recycling.reused.Load(),
+		Abandoned: recycling.abandoned.Load(),
+		Idle:      len(recycling.idle),
+		MaxIdle:   maxIdle(),
+	}
 }
 
 // counters are the live values behind Stats.
@@ -105,6 +143,8 @@ func (m *member) stats() InterpreterStats {
 	ip.mu.RUnlock()
 	r := &m.retired
 	return InterpreterStats{
+		ID:         ip.id,
+		Recycled:   ip.recycled,
 		Running:    int64(st.running),
 		Queued:     int64(st.queued),
 		Blocked:    int64(st.blocked),

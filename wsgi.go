@@ -212,10 +212,11 @@ func (h *Handler) leave() {
 }
 
 // Shutdown stops admitting requests (later ones get 503), waits for those
-// in flight to finish, then ends the interpreter. If ctx ends first,
-// Shutdown returns its error and the interpreter keeps running for the
-// requests still in flight; call Shutdown or Close again to finish. Calling
-// it after the handler has ended is a no-op.
+// in flight to finish, then ends the interpreter (a sub-interpreter that
+// shares the GIL is recycled: see [SetMaxIdleInterpreters]). If ctx ends
+// first, Shutdown returns its error and the interpreter keeps running for
+// the requests still in flight; call Shutdown or Close again to finish.
+// Calling it after the handler has ended is a no-op.
 func (h *Handler) Shutdown(ctx context.Context) error {
 	h.closeOnce.Do(func() { close(h.done) })
 	h.endMu.Lock()

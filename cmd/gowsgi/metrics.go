@@ -84,6 +84,10 @@ type supervisorStats struct {
 	Workers []workerStats
 }
 
+// identifiers are numeric fields that name rather than measure (an
+// interpreter's ID): neither summed nor exported as metrics.
+var identifiers = map[string]bool{"ID": true}
+
 // counterFields says which fields of which type are counters.
 var counterFields = map[reflect.Type]map[string]bool{
 	reflect.TypeFor[wsgi.Stats]():            countersOf(handlerMetrics),
@@ -115,7 +119,7 @@ func addFields(dst, src reflect.Value, countersOnly bool) {
 			continue
 		}
 		d, s := dst.Field(i), src.Field(i)
-		if d.Kind() != reflect.Slice && countersOnly && !counterFields[t][f.Name] {
+		if identifiers[f.Name] || (d.Kind() != reflect.Slice && countersOnly && !counterFields[t][f.Name]) {
 			continue
 		}
 		switch d.Kind() {
