@@ -411,6 +411,30 @@ def _caches(modules):
     return clears + list(getattr(typing, "_cleanups", ()))
 
 
+def _warnings_mutated():
+    """Tells the warnings machinery that its filters changed (they were put
+    back), so that it drops the caches it keeps of them: before 3.14 with
+    _filters_mutated(), from 3.14 with _filters_mutated_lock_held() under
+    the module's lock."""
+    import _warnings
+    mutated = getattr(_warnings, "_filters_mutated", None)
+    if mutated is not None:
+        mutated()
+        return
+    mutated = getattr(_warnings, "_filters_mutated_lock_held", None)
+    if mutated is None:
+        return
+    acquire = getattr(_warnings, "_acquire_lock", None)
+    release = getattr(_warnings, "_release_lock", None)
+    if acquire is None or release is None:
+        return
+    acquire()
+    try:
+        mutated()
+    finally:
+        release()
+
+
 def recycle():
     """Cleans the interpreter of the app a closed handler loaded, for the
     next handler.
@@ -447,11 +471,7 @@ def recycle():
             modules[name] = module
     for module, saved, containers in base["namespaces"].values():
         _restore_namespace(module, saved, containers)
-    import _warnings
-    mutated = getattr(_warnings, "_filters_mutated", None) or getattr(
-        _warnings, "_filters_mutated_lock_held", None)
-    if mutated is not None:
-        mutated()
+    _warnings_mutated()
     for name, state in base["inside"].items():
         if name != "weakref":
             _INSIDE[name][1](base["modules"][name], state)

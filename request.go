@@ -142,6 +142,9 @@ func (rq *request) pump(have bool) {
 			}
 		case C.GOWSGI_MORE:
 			rq.queued = false
+			if ev.end != 0 {
+				rq.h.stats.served.Add(1) // counted before the client can have it all
+			}
 			if stop == 0 {
 				rq.repanic()
 				rq.sendBatch(ev)
@@ -158,7 +161,7 @@ func (rq *request) pump(have bool) {
 				C.gowsgi_job_next(s.job, ev.batch, C.int(stop), cptr(s.hdrbuf), s.ev)
 				C.gowsgi_error_free(&s.ev.err)
 			}
-			rq.end(end, &perr, stop)
+			rq.end(end, &perr, stop, false)
 			return
 		case C.GOWSGI_FILE:
 			rq.queued = false
@@ -166,17 +169,20 @@ func (rq *request) pump(have bool) {
 			C.gowsgi_job_file_sent(s.job)
 			stop = rq.stopWanted(stop)
 		default: // GOWSGI_DONE, GOWSGI_ERROR
-			rq.end(int(ev.state), &ev.err, stop)
+			rq.end(int(ev.state), &ev.err, stop, true)
 			return
 		}
 	}
 }
 
 // end finishes the response once C reported the end of the request: done
-// (close() may have raised, in perr), or failed with perr.
-func (rq *request) end(state int, perr *C.gowsgi_error, stop int) {
+// (close() may have raised, in perr), or failed with perr. count says it
+// is not counted yet.
+func (rq *request) end(state int, perr *C.gowsgi_error, stop int, count bool) {
 	rq.ended = true
-	rq.h.stats.served.Add(1)
+	if count {
+		rq.h.stats.served.Add(1)
+	}
 	if state == C.GOWSGI_ERROR {
 		rq.repanic()
 		rq.fail(takeError(perr))

@@ -15,6 +15,9 @@ func TestStatsAndExpvar(t *testing.T) {
 	srv := serve(t, h)
 	get(t, srv, "/hello")
 	get(t, srv, "/raise")
+	// A client may have the whole response a moment before its handler
+	// returns.
+	eventually(t, func() bool { return h.Stats().InFlight == 0 }, "the requests never ended")
 	st := h.Stats()
 	assert.Equal(t, uint64(2), st.Served)
 	assert.Equal(t, uint64(1), st.Errors)
