@@ -53,7 +53,8 @@
 //     queue. A worker that finishes a request while no other request holds
 //     a place runs the next queued one at once, keeping the GIL: the
 //     requests of an app that spends its time in Python run back to back
-//     on one thread.
+//     on one thread, and their responses reach Go in groups of a few, one
+//     wake-up of Go's poller for several.
 //   - While requests are queued, an idle worker waits for the GIL. If the
 //     running request releases it to wait on I/O (a database, a sleep),
 //     that worker gets it at once and starts the next request, so an app

@@ -136,7 +136,8 @@ struct gowsgi_job {
 	/* Shared by the request's thread and Go. */
 	pthread_mutex_t mu;
 	pthread_cond_t cv;   /* the request's thread waits here for Go */
-	int go_waiting;      /* Go waits on the eventfd: write to it */
+	int go_waiting;      /* Go waits on the eventfd: write to it (atomic) */
+	int deferred;        /* on the scheduler's list of late notices (atomic) */
 	int writer;          /* Go sends the output while the thread runs */
 	int armed;           /* direct: Go starts a writer soon unless the job ends first */
 	int returned;        /* direct: the submitting call is returning, too late for a writer */
@@ -305,5 +306,13 @@ int64_t now_ns(void);
  * not. */
 void sched_arm_writer(gowsgi_job *job);
 void sched_start_writer(gowsgi_job *job);
+
+/* Tells Go the job has new output: now, or a little later while other
+ * requests are queued (sched.c, "Telling Go").  mu and the GIL held. */
+void sched_notify(gowsgi_job *job);
+
+/* Takes a finished job off its scheduler's list of late notices: Go has
+ * seen its end, and the job may be reused.  mu held. */
+void sched_forget(gowsgi_job *job);
 
 #endif

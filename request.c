@@ -395,6 +395,7 @@ void job_reset(gowsgi_job *job, gowsgi_sched *s, gowsgi_interp *gi)
 	job->qnext = NULL;
 	job->queued = 0;
 	job->go_waiting = 0;
+	job->deferred = 0;
 	job->writer = 0;
 	job->armed = 0;
 	job->returned = 0;

@@ -296,8 +296,7 @@ static PyObject *write_impl(PyObject *self, PyObject *data)
 
 void output_notify(gowsgi_job *job)
 {
-	if (job->go_waiting) {
-		job->go_waiting = 0;
+	if (__atomic_exchange_n(&job->go_waiting, 0, __ATOMIC_ACQ_REL)) {
 		uint64_t one = 1;
 		ssize_t n;
 		do
@@ -440,8 +439,15 @@ int output_chunk(gowsgi_job *job, PyObject *chunk, int from_write)
 			Py_DECREF(b->owners[--b->nown]);
 	}
 	if (rc == 0) {
+		/* A framework's response is one chunk and the end: its first
+		 * chunk may wait for the end.  A stream's next chunks go to Go
+		 * at once, which sends one batch while the thread fills the
+		 * other. */
+		if (job->committed)
+			output_notify(job);
+		else
+			sched_notify(job);
 		job->committed = 1;
-		output_notify(job);
 	}
 	pthread_mutex_unlock(&job->mu);
 	if (rc < 0) {
@@ -487,7 +493,7 @@ int output_sequence(gowsgi_job *job, PyObject *seq, size_t total)
 	}
 	if (total > 0 && rc == 0) {
 		job->committed = 1;
-		output_notify(job);
+		sched_notify(job);
 	}
 	pthread_mutex_unlock(&job->mu);
 	owners_release(owners, k);
@@ -528,7 +534,7 @@ void output_end(gowsgi_job *job, int end)
 			owners[i] = batch_detach(&job->b[i], &counts[i]);
 	job->end = end;
 	job->finished = 1;
-	output_notify(job);
+	sched_notify(job);
 	pthread_mutex_unlock(&job->mu);
 	for (int i = 0; i < 2; i++)
 		owners_release(owners[i], counts[i]);
@@ -544,6 +550,8 @@ int gowsgi_job_next(gowsgi_job *job, int consumed, int stop, char *hdrbuf, gowsg
 	ev->batch = -1;
 	ev->fd = -1;
 	pthread_mutex_lock(&job->mu);
+	if (job->finished)
+		sched_forget(job);
 	if (consumed >= 0) {
 		batch *b = &job->b[consumed];
 		b->state = BATCH_FREE;
@@ -593,7 +601,7 @@ int gowsgi_job_next(gowsgi_job *job, int consumed, int stop, char *hdrbuf, gowsg
 		}
 	} else {
 		ev->state = GOWSGI_WAIT;
-		job->go_waiting = 1;
+		__atomic_store_n(&job->go_waiting, 1, __ATOMIC_RELEASE);
 	}
 	pthread_mutex_unlock(&job->mu);
 	if (nown > 0)

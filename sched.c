@@ -25,6 +25,13 @@
  *     (they may be waiting for it) and its thread goes idle; the standby
  *     or one of them goes on.
  *
+ *   - While requests are queued, a finished request does not wake Go at
+ *     once: its notice waits on a short list, flushed when a few have
+ *     gathered, when the oldest is half a millisecond old, when the
+ *     thread is about to let go of the GIL or wait, and by the standby
+ *     when it takes the GIL.  One wake-up of Go's network poller then
+ *     sends several responses, instead of one each.
+ *
  * A request's Python, from the app call to close(), runs on one thread,
  * so threading.local values hold throughout; each request runs in a
  * contextvars.Context of its own.
@@ -44,6 +51,11 @@
 #define SHORT_WAIT_NS (200 * 1000)
 /* An idle worker beyond the first exits after this long. */
 #define IDLE_EXIT_NS (30LL * 1000 * 1000 * 1000)
+/* Late notices: at most LATE_MAX wait, and a request's end flushes them
+ * once LATE_FLUSH wait or the oldest has waited LATE_AGE_NS. */
+#define LATE_MAX 32
+#define LATE_FLUSH 8
+#define LATE_AGE_NS (500 * 1000)
 
 enum { ROLE_IDLE = 0, ROLE_STANDBY = 1 };
 
@@ -79,6 +91,13 @@ struct gowsgi_sched {
 	PyObject **garbage; /* references Go gave back, released with the GIL */
 	int ngarbage, capgarbage;
 	gowsgi_sched_stats st;
+
+	/* Jobs whose output Go has not been told of yet, under late_mu,
+	 * which is taken after a job's mu, never before. */
+	pthread_mutex_t late_mu;
+	gowsgi_job *late[LATE_MAX];
+	int nlate;
+	int64_t late_at; /* when the first was added */
 };
 
 int64_t now_ns(void)
@@ -186,11 +205,84 @@ void sched_collect(gowsgi_sched *s)
 	free(g);
 }
 
+/* ------------------------------------------------------------- telling Go */
+
+/* Go learns of a job's output through the job's eventfd, and each write
+ * that finds Go waiting wakes a thread of Go's runtime, a context switch
+ * or two on the machine.  While a standby waits for the GIL, the thread
+ * that runs a job runs more after it: the notices can wait until it lets
+ * go of the GIL or the list fills, whichever comes first, and Go's poller
+ * then finds several eventfds ready at once.
+ *
+ * Why a notice is never lost: a job is deferred only with the GIL held and
+ * a standby waiting for it; the standby flushes the list as soon as it has
+ * the GIL, so at the latest after CPython's switch interval, and a thread
+ * flushes before it waits for Go or lets go of the GIL.  Go takes a
+ * finished job off the list (sched_forget) before it reuses or frees it.
+ * Without a GIL (a free-threaded build) there is no such guarantee, and
+ * Go is told at once. */
+
+void sched_notify(gowsgi_job *job)
+{
+#ifndef Py_GIL_DISABLED
+	gowsgi_sched *s = job->sched;
+	if (!job->direct && __atomic_load_n(&s->standby, __ATOMIC_RELAXED)) {
+		pthread_mutex_lock(&s->late_mu);
+		int ok = job->deferred || s->nlate < LATE_MAX;
+		if (!job->deferred && ok) {
+			if (s->nlate == 0)
+				s->late_at = now_ns();
+			s->late[s->nlate++] = job;
+			__atomic_store_n(&job->deferred, 1, __ATOMIC_RELAXED);
+		}
+		pthread_mutex_unlock(&s->late_mu);
+		if (ok)
+			return;
+	}
+#endif
+	output_notify(job);
+}
+
+void sched_forget(gowsgi_job *job)
+{
+	if (!__atomic_load_n(&job->deferred, __ATOMIC_ACQUIRE))
+		return; /* never deferred, or flushed and let go */
+	gowsgi_sched *s = job->sched;
+	pthread_mutex_lock(&s->late_mu);
+	for (int i = 0; i < s->nlate; i++) {
+		if (s->late[i] == job) {
+			s->late[i] = s->late[--s->nlate];
+			break;
+		}
+	}
+	__atomic_store_n(&job->deferred, 0, __ATOMIC_RELAXED);
+	pthread_mutex_unlock(&s->late_mu);
+}
+
+/* Sends the late notices: all of them, or only when enough have gathered
+ * or the oldest is old enough. */
+static void late_flush(gowsgi_sched *s, int all)
+{
+	if (__atomic_load_n(&s->nlate, __ATOMIC_RELAXED) == 0)
+		return;
+	pthread_mutex_lock(&s->late_mu);
+	if (all || s->nlate >= LATE_FLUSH || now_ns() - s->late_at >= LATE_AGE_NS) {
+		for (int i = 0; i < s->nlate; i++) {
+			output_notify(s->late[i]);
+			/* After the last touch: sched_forget may now return. */
+			__atomic_store_n(&s->late[i]->deferred, 0, __ATOMIC_RELEASE);
+		}
+		s->nlate = 0;
+	}
+	pthread_mutex_unlock(&s->late_mu);
+}
+
 /* ------------------------------------------------------------- waiting */
 
 void job_wait(gowsgi_job *job, int (*ready)(gowsgi_job *))
 {
 	gowsgi_sched *s = job->sched;
+	late_flush(s, 1); /* this job's own output among them */
 	pthread_mutex_unlock(&job->mu);
 	PyThreadState *ts = PyEval_SaveThread();
 	pthread_mutex_lock(&job->mu);
@@ -227,6 +319,7 @@ void job_wait(gowsgi_job *job, int (*ready)(gowsgi_job *))
 void sched_block(gowsgi_job *job)
 {
 	gowsgi_sched *s = job->sched;
+	late_flush(s, 1);
 	job->blocked_ts = PyEval_SaveThread();
 	pthread_mutex_lock(&s->mu);
 	s->blocked++;
@@ -317,7 +410,7 @@ static void ensure_standby(gowsgi_sched *s)
 		s->nidle--;
 		w->idle = 0;
 		w->role = ROLE_STANDBY;
-		s->standby = 1;
+		__atomic_store_n(&s->standby, 1, __ATOMIC_RELAXED);
 		pthread_cond_signal(&w->cv);
 		return;
 	}
@@ -344,7 +437,7 @@ static void ensure_standby(gowsgi_sched *s)
 		return; /* the next ensure_standby tries again */
 	}
 	s->nworkers++;
-	s->standby = 1;
+	__atomic_store_n(&s->standby, 1, __ATOMIC_RELAXED);
 }
 
 /* Runs job and, while this thread is alone in holding a place, the queued
@@ -355,6 +448,7 @@ static void run_jobs(gowsgi_sched *s, gowsgi_job *job)
 	for (;;) {
 		sched_collect(s);
 		request_run(job);
+		late_flush(s, 0);
 		pthread_mutex_lock(&s->mu);
 		s->st.served++;
 		if (s->running == 1 && s->qlen > 0 && s->whead == NULL && !s->stopping) {
@@ -367,6 +461,7 @@ static void run_jobs(gowsgi_sched *s, gowsgi_job *job)
 		}
 		place_give(s);
 		pthread_mutex_unlock(&s->mu);
+		late_flush(s, 1);
 		sched_collect(s);
 		PyEval_SaveThread();
 		return;
@@ -386,8 +481,9 @@ static void *worker_main(void *arg)
 			 * queued requests count theirs in queue_wait. */
 			pthread_mutex_unlock(&s->mu);
 			PyEval_RestoreThread(ts);
+			late_flush(s, 1); /* nobody defers while it holds the GIL */
 			pthread_mutex_lock(&s->mu);
-			s->standby = 0;
+			__atomic_store_n(&s->standby, 0, __ATOMIC_RELAXED);
 			w->role = ROLE_IDLE;
 			gowsgi_job *job = NULL;
 			if (startable(s)) {
@@ -448,6 +544,7 @@ gowsgi_sched *gowsgi_sched_new(gowsgi_interp *gi, int places, int max_queue)
 	if (s == NULL)
 		return NULL;
 	pthread_mutex_init(&s->mu, NULL);
+	pthread_mutex_init(&s->late_mu, NULL);
 	cond_init(&s->exited);
 	s->gi = gi;
 	s->places = places;
@@ -478,6 +575,7 @@ void gowsgi_sched_stop(gowsgi_sched *s)
 void gowsgi_sched_free(gowsgi_sched *s)
 {
 	pthread_mutex_destroy(&s->mu);
+	pthread_mutex_destroy(&s->late_mu);
 	pthread_cond_destroy(&s->exited);
 	free(s->garbage); /* empty: gowsgi_sched_stop released it */
 	free(s);

@@ -297,3 +297,56 @@ func TestThreadLocalsDuringIteration(t *testing.T) {
 		assert.True(t, ok, "and in close()")
 	}
 }
+
+// While requests are queued, a request's first chunk may wait to be
+// announced to Go; a standby that takes the GIL announces it. Here a
+// stream makes its first chunk while a standby waits for the GIL (a long
+// switch interval keeps it waiting), then waits until its client has that
+// chunk: the chunk must get out while the request still runs.
+func TestLateNoticeReachesTheClient(t *testing.T) {
+	h, _ := newHandler(t, "application", wsgi.WithThreads(3))
+	srv := serve(t, h)
+	dir := t.TempDir()
+	gate, other := filepath.Join(dir, "gate"), filepath.Join(dir, "other")
+
+	// A keeps the interpreter from being idle, so that B is queued and
+	// run by a worker, not on its own goroutine's thread.
+	a := make(chan response, 1)
+	go func() { a <- get(t, srv, "/sleep?ms=1500") }()
+	eventually(t, func() bool { return h.Stats().Running == 1 }, "A never started")
+
+	type reply struct {
+		resp *http.Response
+		err  error
+	}
+	b := make(chan reply, 1)
+	go func() {
+		resp, err := srv.Client().Get(srv.URL + "/hold-then-stream?ms=300&path=" + url.QueryEscape(gate))
+		b <- reply{resp, err}
+	}()
+	eventually(t, func() bool { return exists(gate + ".holding") }, "B never started")
+	// C is queued while B holds the GIL: a standby now waits for it.
+	c := make(chan response, 1)
+	go func() { c <- get(t, srv, "/wait-file?path="+url.QueryEscape(other)) }()
+
+	var r reply
+	select {
+	case r = <-b:
+	case <-time.After(10 * time.Second):
+		t.Fatal("B's first chunk never reached its client")
+	}
+	require.NoError(t, r.err)
+	defer r.resp.Body.Close()
+	first := make([]byte, len("first\n"))
+	_, err := io.ReadFull(r.resp.Body, first)
+	require.NoError(t, err)
+	assert.Equal(t, "first\n", string(first))
+	require.NoError(t, os.WriteFile(gate, nil, 0o644))
+	rest, err := io.ReadAll(r.resp.Body)
+	require.NoError(t, err)
+	assert.Equal(t, "released\n", string(rest), "B waited for its client to have the first chunk")
+
+	require.NoError(t, os.WriteFile(other, nil, 0o644))
+	assert.Equal(t, "released", (<-c).body)
+	assert.Equal(t, "slept", (<-a).body)
+}

@@ -754,6 +754,35 @@ def busy_stream(environ, start_response):
     return CloseMarker(environ.get("QUERY_STRING", ""), chunks())
 
 
+def hold_then_stream(environ, start_response):
+    """Holds the GIL for ?ms= of pure Python with a long switch interval,
+    so that threads waiting for the GIL keep waiting (it creates
+    PATH.holding first), then sends a chunk and waits for a file at PATH
+    before the last one."""
+    import os
+    import sys
+    path = query(environ)["path"]
+    ms = int_arg(environ, "ms", 300)
+    start_response("200 OK", [TEXT])
+
+    def chunks():
+        old = sys.getswitchinterval()
+        sys.setswitchinterval(10.0)
+        try:
+            open(path + ".holding", "w").close()
+            end = time.monotonic() + ms / 1000.0
+            while time.monotonic() < end:
+                pass
+        finally:
+            sys.setswitchinterval(old)
+        yield b"first\n"
+        deadline = time.monotonic() + 30
+        while not os.path.exists(path) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        yield b"released\n" if os.path.exists(path) else b"timed out\n"
+    return chunks()
+
+
 READ_ERRORS = []  # what wsgi.input.read raised, per /read-catch request
 
 
@@ -866,6 +895,7 @@ ROUTES = {
     "/head": head,
     "/set-header": set_header,
     "/sleep": sleep,
+    "/hold-then-stream": hold_then_stream,
     "/errors": errors,
     "/module-state": module_state,
     "/counter": counter,
