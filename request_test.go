@@ -47,7 +47,7 @@ func (g *gateWriter) Write(p []byte) (int, error) {
 	n := g.writes
 	g.mu.Unlock()
 	if n == 1 {
-		// As slow as a write to a socket: worth a flusher.
+		// As slow as a write to a socket: the app runs on meanwhile.
 		time.Sleep(time.Millisecond)
 	}
 	if n == g.panicAt {
@@ -178,7 +178,7 @@ func serveRecover(t *testing.T, h http.Handler, w http.ResponseWriter, target st
 	return p
 }
 
-// A ResponseWriter that panics in the flusher's second write leaves the
+// A ResponseWriter that panics in the writer's second write leaves the
 // slot's buffers apart: the next stream on the slot sends its own bytes.
 func TestStreamAfterWriterPanic(t *testing.T) {
 	// Two slots, taken last-freed first: the streams share one, the
@@ -186,7 +186,7 @@ func TestStreamAfterWriterPanic(t *testing.T) {
 	h, _ := newHandler(t, "application", wsgi.WithThreads(2))
 	gw := newGateWriter(2, 3)
 	defer gw.release()
-	// 200 KiB: the flusher writes at most the 64 KiB queued at a time, so
+	// 200 KiB: the writer sends at most one 64 KiB batch at a time, so
 	// a third write comes.
 	p := serveRecover(t, h, gw, "/stream-cl?n=200&size=1024&key=first", func() {
 		waitClosed(t, gw.held, "the second chunk's write")
@@ -226,8 +226,8 @@ func TestStreamWriterGoexit(t *testing.T) {
 }
 
 // Chunks of 16 KiB and more are written from the Python object, after
-// the small ones queued before them; the writer's slow first write makes
-// sure the flusher is in use.
+// the small ones queued before them; the slow first write makes sure a
+// writer goroutine sends while the app runs on.
 func TestStreamMixedChunkSizes(t *testing.T) {
 	h, _ := newHandler(t, "validated")
 	sizes := []int{1, 1000, 3, 16 << 10, 7, 9, 100 << 10, 5, 64 << 10, 2, 70 << 10, 1}

@@ -265,8 +265,8 @@ func TestStreamFlushesEachChunk(t *testing.T) {
 	defer resp.Body.Close()
 	// The app waits after its second chunk until /release: both chunks
 	// must reach the client while it waits (PEP 3333). The first is sent
-	// before the next is asked for, the second by the flusher while the
-	// app runs.
+	// before the next is asked for, the second by a writer while the app
+	// runs.
 	lines := make([]byte, len("first\nsecond\n"))
 	_, err = io.ReadFull(resp.Body, lines)
 	require.NoError(t, err)

@@ -266,6 +266,20 @@ for v in "${versions[@]}"; do
 	took=$((SECONDS - start))
 	summary+=("$label: $result (${took}s)")
 	echo "== $label: $result in ${took}s =="
+
+	# No free-threaded build can be installed here: check at least that
+	# the C compiles against this version's headers with Py_GIL_DISABLED,
+	# as a free-threaded build defines it.
+	label="Python $full (Debian $suite), compiled with Py_GIL_DISABLED"
+	if run_in_root "go build -o /dev/null ." \
+		PKG_CONFIG_PATH="$pcdir" CGO_LDFLAGS="-Wl,-rpath,$libpl" CGO_CFLAGS="-O2 -g -Wall -Werror -DPy_GIL_DISABLED=1"; then
+		result=ok
+	else
+		result=FAIL
+		failed=1
+	fi
+	summary+=("$label: $result")
+	echo "== $label: $result =="
 done
 
 echo "== Summary (Debian $suite) =="

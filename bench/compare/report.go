@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"math"
-	"os"
 	"runtime"
 	"strings"
 	"time"
@@ -67,7 +66,7 @@ func (r *run) report(start time.Time) string {
 
 	p("# gowsgi against other WSGI servers\n\n")
 	p("Written by `%s` on %s (the run took %v). Generated: run the command again rather than editing.\n\n",
-		command(), start.Format("2006-01-02 15:04 MST"), time.Since(start).Round(time.Second))
+		harness.Command("./bench/compare"), start.Format("2006-01-02 15:04 MST"), time.Since(start).Round(time.Second))
 
 	p("## Machine\n\n")
 	for _, l := range harness.Machine() {
@@ -89,7 +88,7 @@ func (r *run) report(start time.Time) string {
 		"in the order of the tables. A server is started on 127.0.0.1 for each app and round, "+
 		"must answer 200 with exactly the expected body, then gets a %v wrk warm-up run and a "+
 		"%v measured run (`wrk --latency -t2 -cN --timeout 5s`); then its whole process group is killed.\n\n",
-		r.rounds, plural(r.rounds), r.warmup, r.duration)
+		r.rounds, harness.Plural(r.rounds), r.warmup, r.duration)
 	p("- **req/s**: median over rounds, with the smallest and largest round.\n")
 	p("- **p50, p99**: wrk's latency percentiles, median over rounds.\n")
 	p("- **CPU/req**: user+system CPU time of the server's whole process tree (master and workers, from " +
@@ -281,18 +280,6 @@ func (r *run) summary() string {
 	}
 	return harness.Table([]string{"workload", "go-bare", "gowsgi", "x bare", "gowsgi-2p", "x bare",
 		"best other", "req/s", "x bare", "gowsgi / other", "gowsgi-2p / uwsgi"}, "lrrrrrlrrrr", rows)
-}
-
-// command is the command line of this run, as a person would type it.
-func command() string {
-	return strings.Join(append([]string{"go run ./bench/compare"}, os.Args[1:]...), " ")
-}
-
-func plural(n int) string {
-	if n == 1 {
-		return ""
-	}
-	return "s"
 }
 
 func capitalize(s string) string {

@@ -254,7 +254,7 @@ func (r *run) report(start time.Time) string {
 	p := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
 	p("# gowsgi: one or two interpreters with their own GIL\n\n")
 	p("Written by `%s` on %s (the run took %v). Generated: run the command again rather than editing.\n\n",
-		strings.Join(append([]string{"go run ./bench/isolated"}, os.Args[1:]...), " "),
+		harness.Command("./bench/isolated"),
 		start.Format("2006-01-02 15:04 MST"), time.Since(start).Round(time.Second))
 	p("## Machine\n\n")
 	for _, l := range harness.Machine() {

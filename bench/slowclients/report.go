@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"math"
-	"os"
 	"runtime"
 	"strings"
 	"time"
@@ -64,7 +63,7 @@ func (r *run) report(start time.Time) string {
 
 	p("# Slow clients: gowsgi, uWSGI and gunicorn\n\n")
 	p("Written by `%s` on %s (the run took %v). Generated: run the command again rather than editing.\n\n",
-		command(), start.Format("2006-01-02 15:04 MST"), time.Since(start).Round(time.Second))
+		harness.Command("./bench/slowclients"), start.Format("2006-01-02 15:04 MST"), time.Since(start).Round(time.Second))
 
 	p("## Machine\n\n")
 	for _, l := range harness.Machine() {
@@ -85,7 +84,7 @@ func (r *run) report(start time.Time) string {
 		"object in a list) and `/stream64` (a generator of 100 chunks of 64 KiB, no Content-Length). %d round%s; "+
 		"in each, every server runs four phases, each on a server started afresh on 127.0.0.1, which must "+
 		"answer the three paths with the right bodies and then gets a %v wrk warm-up run on /hello:\n\n",
-		r.rounds, plural(r.rounds), r.warmup)
+		r.rounds, harness.Plural(r.rounds), r.warmup)
 	p("1. **alone**: `wrk --latency -t1 -c8 --timeout 5s -d%v` on /hello.\n", r.duration)
 	p("2. **slow**: %d slow clients start downloading /big; %v later, the same wrk run.\n", slow, r.phases[1].lead)
 	p("3. **many-big**: %d slow clients start downloading /big, and the wrk run starts with them.\n", many)
@@ -273,16 +272,4 @@ func (r *run) clientErrors() string {
 		return ""
 	}
 	return "Client errors:\n\n" + b.String()
-}
-
-// command is the command line of this run, as a person would type it.
-func command() string {
-	return strings.Join(append([]string{"go run ./bench/slowclients"}, os.Args[1:]...), " ")
-}
-
-func plural(n int) string {
-	if n == 1 {
-		return ""
-	}
-	return "s"
 }

@@ -753,3 +753,17 @@ func head(b []byte, n int) []byte {
 	}
 	return b
 }
+
+// Command is this run's command line as a person would type it: "go run "
+// and pkg, then the flags given.
+func Command(pkg string) string {
+	return strings.Join(append([]string{"go run " + pkg}, os.Args[1:]...), " ")
+}
+
+// Plural is "s" unless n is 1.
+func Plural(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
+}
