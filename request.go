@@ -47,6 +47,7 @@ type request struct {
 	// thread (GOWSGI_RAN_WRITER).
 	writerDone  chan struct{}
 	writerTimer *time.Timer
+	writerOff   bool // under mu: the call to C returned, a late timer must not claim
 	writerPanic any
 
 	watch *watch // WithRequestTimeout
@@ -95,8 +96,13 @@ func (rq *request) serve() {
 	}()
 
 	rc := C.gowsgi_job_submit(rq.ip.sched, s.job, cptr(s.hdrbuf), s.ev)
-	if rq.writerTimer != nil {
-		rq.writerTimer.Stop() // a timer that fires now finds it too late
+	if rq.writerTimer != nil && !rq.writerTimer.Stop() {
+		// The timer fired, and its goroutine may not have claimed yet:
+		// once this request ends, the slot's job is the next request's,
+		// which a late claim would take from it.
+		rq.mu.Lock()
+		rq.writerOff = true
+		rq.mu.Unlock()
 	}
 	switch rc {
 	case C.GOWSGI_RAN:
@@ -228,8 +234,18 @@ func (rq *request) await() bool {
 		deadline = time.Now().Add(d)
 	}
 	ctx := rq.r.Context()
-	stopWatch := context.AfterFunc(ctx, func() { rq.s.efd.SetReadDeadline(aLongTimeAgo) })
-	defer stopWatch()
+	// The client leaving cuts the wait short. A watch that has started
+	// is waited for: run late, it would cut the slot's next request's.
+	watched := make(chan struct{})
+	stopWatch := context.AfterFunc(ctx, func() {
+		defer close(watched)
+		rq.s.efd.SetReadDeadline(aLongTimeAgo)
+	})
+	defer func() {
+		if !stopWatch() {
+			<-watched
+		}
+	}()
 	err := rq.s.wait(deadline)
 	if err == nil || !errors.Is(err, os.ErrDeadlineExceeded) {
 		return true // something came, or nothing wrong: ask again
@@ -281,6 +297,10 @@ func (rq *request) drain() {
 // the request's goroutine itself.
 const writerDelay = 200 * time.Microsecond
 
+// testHookWriterTimer, when set by a test, runs first in a writer timer's
+// goroutine, to hold it back as a busy machine may.
+var testHookWriterTimer atomic.Pointer[func()]
+
 // armWriter starts a writer after writerDelay, unless the request's call to
 // C has returned by then. On the request's goroutine, inside that call.
 func (rq *request) armWriter() {
@@ -288,7 +308,13 @@ func (rq *request) armWriter() {
 		rq.writerDone = make(chan struct{})
 	}
 	rq.writerTimer = time.AfterFunc(writerDelay, func() {
-		if C.gowsgi_job_claim_writer(rq.s.job) == 1 {
+		if hook := testHookWriterTimer.Load(); hook != nil {
+			(*hook)()
+		}
+		rq.mu.Lock()
+		ok := !rq.writerOff && C.gowsgi_job_claim_writer(rq.s.job) == 1
+		rq.mu.Unlock()
+		if ok {
 			rq.runWriter()
 		}
 	})

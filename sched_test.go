@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -349,4 +350,52 @@ func TestLateNoticeReachesTheClient(t *testing.T) {
 	require.NoError(t, os.WriteFile(other, nil, 0o644))
 	assert.Equal(t, "released", (<-c).body)
 	assert.Equal(t, "slept", (<-a).body)
+}
+
+// A request that runs on its goroutine's own thread arms a timer to start
+// a writer; the timer may fire just as the request ends, and its goroutine
+// may run late, when the slot already serves the next request. Here the
+// first request's timer goroutine is held until the second request runs on
+// the same slot: it must not take the second request's response (which
+// then never reached its client, its goroutine waiting for a writer that
+// was not its own).
+func TestLateWriterTimerLeavesTheNextRequest(t *testing.T) {
+	h, _ := newHandler(t, "application", wsgi.WithThreads(1))
+	srv := serve(t, h)
+
+	// Each timer goroutine waits for its own release, in the order fired.
+	var fired atomic.Int32
+	arrived := make(chan struct{}, 16)
+	release := make([]chan struct{}, 16)
+	for i := range release {
+		release[i] = make(chan struct{})
+	}
+	restore := wsgi.SetWriterTimerHook(func() {
+		n := fired.Add(1) - 1
+		arrived <- struct{}{}
+		<-release[n]
+	})
+	t.Cleanup(func() {
+		restore()
+		for _, c := range release {
+			close(c)
+		}
+	})
+
+	// The first chunk arms the timer, and the app runs on for 20 ms.
+	first := get(t, srv, "/busy-stream?ms=20")
+	assert.Equal(t, "first\nlate\n", first.body)
+	<-arrived // its timer fired, and its goroutine waits
+
+	second := make(chan response, 1)
+	go func() { second <- get(t, srv, "/busy-stream?ms=300") }()
+	<-arrived                // the second request's own timer, held too
+	release[0] <- struct{}{} // the first one's goroutine goes on
+	select {
+	case r := <-second:
+		assert.Equal(t, 200, r.status)
+		assert.Equal(t, "first\nlate\n", r.body)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the second request never ended")
+	}
 }
