@@ -151,6 +151,7 @@ typedef struct {
 	uint64_t served;      /* requests run */
 	uint64_t direct;      /* of which on the Go call's thread */
 	uint64_t back_to_back; /* of which after another on a thread that kept the GIL */
+	uint64_t gave_way;    /* requests after which such a thread gave way to the standby */
 	int64_t queue_wait_ns; /* time requests waited in the queue, in all */
 	int64_t wait_ns;      /* time requests waited for a place to go on */
 	int64_t gil_wait_ns;  /* time threads waited for the GIL to run a request */

@@ -19,8 +19,8 @@ type member struct {
 	// The figures of interpreters ReloadInterpreter retired, so that
 	// Stats counts from the handler's start.
 	retired struct {
-		served, direct, backToBack atomic.Uint64
-		queueWait, waitNs, gilWait atomic.Int64
+		served, direct, backToBack, gaveWay atomic.Uint64
+		queueWait, waitNs, gilWait          atomic.Int64
 	}
 }
 
@@ -31,6 +31,7 @@ func (m *member) retire(ip *interp) {
 	m.retired.served.Add(uint64(st.served))
 	m.retired.direct.Add(uint64(st.direct))
 	m.retired.backToBack.Add(uint64(st.back_to_back))
+	m.retired.gaveWay.Add(uint64(st.gave_way))
 	m.retired.queueWait.Add(int64(st.queue_wait_ns))
 	m.retired.waitNs.Add(int64(st.wait_ns))
 	m.retired.gilWait.Add(int64(st.gil_wait_ns))

@@ -6,10 +6,12 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -398,4 +400,72 @@ func TestLateWriterTimerLeavesTheNextRequest(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the second request never ended")
 	}
+}
+
+// setSwitchInterval sets the app's sys.setswitchinterval for the test.
+func setSwitchInterval(t *testing.T, srv *httptest.Server, secs string) {
+	var old float64
+	getJSON(t, srv, "/switch-interval?s="+secs, &old)
+	t.Cleanup(func() { getJSON(t, srv, fmt.Sprintf("/switch-interval?s=%g", old), &old) })
+}
+
+// hammer has clients goroutines get path over and over until stop closes.
+func hammer(t *testing.T, srv *httptest.Server, clients int, path func() string, stop <-chan struct{}) *sync.WaitGroup {
+	var wg sync.WaitGroup
+	for range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				assert.Equal(t, "done", get(t, srv, path()).body)
+			}
+		}()
+	}
+	return &wg
+}
+
+// overlapStarts returns, for the /overlap requests tagged tag, how many
+// were in the app when each started running Python.
+func overlapStarts(t *testing.T, srv *httptest.Server, tag string) []int {
+	var pairs [][2]any
+	getJSON(t, srv, "/overlap-starts", &pairs)
+	var counts []int
+	for _, p := range pairs {
+		if p[0] == tag {
+			counts = append(counts, int(p[1].(float64)))
+		}
+	}
+	return counts
+}
+
+// Requests that spend their time in Python run back to back on one thread
+// while a standby waits for the GIL. Left alone, CPython would let the
+// standby take the GIL after the switch interval, in the middle of a
+// request, and two requests would take turns in Python. The thread running
+// them gives way at the end of a request instead: one request at a time.
+func TestBackToBackGivesWayBetweenRequests(t *testing.T) {
+	h, _ := newHandler(t, "application", wsgi.WithThreads(4))
+	srv := serve(t, h)
+	// A long interval: the kernel may pause a thread for a few
+	// milliseconds on a busy machine, not for 50.
+	setSwitchInterval(t, srv, "0.05")
+	overlapStarts(t, srv, "")
+
+	stop := make(chan struct{})
+	wg := hammer(t, srv, 8, func() string { return "/overlap?ms=3&tag=cpu" }, stop)
+	time.Sleep(400 * time.Millisecond) // 8 switch intervals
+	close(stop)
+	wg.Wait()
+
+	counts := overlapStarts(t, srv, "cpu")
+	require.NotEmpty(t, counts)
+	for i, n := range counts {
+		require.Equal(t, 1, n, "request %d of %d started beside another", i, len(counts))
+	}
+	assert.NotZero(t, h.Stats().Interpreters[0].GaveWay)
 }

@@ -55,6 +55,10 @@ type InterpreterStats struct {
 	Served     uint64 // requests it ran
 	Direct     uint64 // of which on the thread of the request's own goroutine
 	BackToBack uint64 // of which right after another on a thread that kept the GIL
+	// GaveWay counts the requests after which a thread running requests
+	// back to back handed the GIL to the waiting standby, rather than be
+	// cut in the middle of the next one by CPython's switch interval.
+	GaveWay uint64
 
 	QueueWait time.Duration
 	PlaceWait time.Duration
@@ -152,6 +156,7 @@ func (m *member) stats() InterpreterStats {
 		Served:     uint64(st.served) + r.served.Load(),
 		Direct:     uint64(st.direct) + r.direct.Load(),
 		BackToBack: uint64(st.back_to_back) + r.backToBack.Load(),
+		GaveWay:    uint64(st.gave_way) + r.gaveWay.Load(),
 		QueueWait:  time.Duration(int64(st.queue_wait_ns) + r.queueWait.Load()),
 		PlaceWait:  time.Duration(int64(st.wait_ns) + r.waitNs.Load()),
 		GILWait:    time.Duration(int64(st.gil_wait_ns) + r.gilWait.Load()),

@@ -740,6 +740,40 @@ def busy(environ, start_response):
     return text(start_response, b"done")
 
 
+OVERLAP = {"active": set(), "starts": []}  # for the scheduling tests
+
+
+def overlap(environ, start_response):
+    """Sleeps ?sleep= ms (the GIL released), then runs Python for ?ms=,
+    recording how many requests of this kind were in the app when it
+    started running Python (itself included), under ?tag=."""
+    if int_arg(environ, "sleep", 0):
+        time.sleep(int_arg(environ, "sleep", 0) / 1000.0)
+    token = object()
+    active = OVERLAP["active"]
+    active.add(token)
+    OVERLAP["starts"].append((query(environ).get("tag", ""), len(active)))
+    end = time.monotonic() + int_arg(environ, "ms", 1) / 1000.0
+    while time.monotonic() < end:
+        pass
+    active.discard(token)
+    return text(start_response, b"done")
+
+
+def overlap_starts(environ, start_response):
+    """The counts /overlap recorded, as [tag, count] pairs; then forgets them."""
+    starts, OVERLAP["starts"] = OVERLAP["starts"], []
+    return json_response(start_response, starts)
+
+
+def switch_interval(environ, start_response):
+    """Sets sys.setswitchinterval to ?s= if given; answers the old value."""
+    old = sys.getswitchinterval()
+    if query(environ).get("s"):
+        sys.setswitchinterval(float(query(environ)["s"]))
+    return json_response(start_response, old)
+
+
 def busy_stream(environ, start_response):
     """Sends a chunk, then runs Python for ?ms= before the next."""
     ms = int_arg(environ, "ms", 1000)
@@ -909,6 +943,9 @@ ROUTES = {
     "/native-thread": native_thread,
     "/busy": busy,
     "/busy-stream": busy_stream,
+    "/overlap": overlap,
+    "/overlap-starts": overlap_starts,
+    "/switch-interval": switch_interval,
     "/read-catch": read_catch,
     "/read-errors": read_errors,
     "/spawn-thread": spawn_thread,

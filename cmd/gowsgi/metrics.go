@@ -56,6 +56,7 @@ var interpreterMetrics = []statMetric{
 	{"Served", "gowsgi_interpreter_requests_served_total", counter, "Requests the interpreter ran."},
 	{"Direct", "gowsgi_interpreter_requests_direct_total", counter, "Requests run on their own goroutine's thread, the interpreter being idle."},
 	{"BackToBack", "gowsgi_interpreter_requests_back_to_back_total", counter, "Requests run right after another on a thread that kept the GIL."},
+	{"GaveWay", "gowsgi_interpreter_gave_way_total", counter, "Requests after which a thread running requests back to back handed the GIL to the waiting standby."},
 	{"QueueWait", "gowsgi_interpreter_queue_wait_seconds_total", counter, "Time the interpreter's requests spent queued."},
 	{"PlaceWait", "gowsgi_interpreter_place_wait_seconds_total", counter, "Time the interpreter's requests waited for a place to go on."},
 	{"GILWait", "gowsgi_interpreter_gil_wait_seconds_total", counter, "Time the interpreter's threads waited for its GIL to run a request."},
