@@ -60,7 +60,9 @@
 //     that worker gets it at once and starts the next request, so an app
 //     that waits on services still overlaps its requests. A request that
 //     does not release the GIL yields it after CPython's switch interval,
-//     as any Python thread does.
+//     as any Python thread does. A worker running requests back to back
+//     hands the GIL to the waiting one at the end of a request, before the
+//     interval would cut the next in the middle.
 //   - A request that waits for its client (a slow reader of the response,
 //     a file being sent, a request body not sent yet) gives its place back,
 //     and takes one again to go on: slow clients hold no place.
