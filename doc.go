@@ -55,14 +55,19 @@
 //     requests of an app that spends its time in Python run back to back
 //     on one thread, and their responses reach Go in groups of a few, one
 //     wake-up of Go's poller for several.
-//   - While requests are queued, an idle worker waits for the GIL. If the
-//     running request releases it to wait on I/O (a database, a sleep),
-//     that worker gets it at once and starts the next request, so an app
-//     that waits on services still overlaps its requests. A request that
-//     does not release the GIL yields it after CPython's switch interval,
-//     as any Python thread does. A worker running requests back to back
-//     hands the GIL to the waiting one at the end of a request, before the
-//     interval would cut the next in the middle.
+//   - While requests are queued, an idle worker stands by. If the running
+//     request releases the GIL to wait on I/O (a database, a sleep), that
+//     worker starts the next request, so an app that waits on services
+//     still overlaps its requests. While requests are Python-bound, it
+//     watches the CPU clock of the running request's thread rather than
+//     wait for the GIL, which CPython would hand it by force after the
+//     switch interval, in the middle of a request; it waits for the GIL
+//     once that thread stops running, or once the request has used a
+//     switch interval of CPU, so that a long view shares the GIL as in
+//     CPython. A worker running requests back to back hands the GIL to a
+//     waiting one at the end of a request, before the interval would cut
+//     the next in the middle. The README's "Threads and the GIL" has the
+//     details and the figures.
 //   - A request that waits for its client (a slow reader of the response,
 //     a file being sent, a request body not sent yet) gives its place back,
 //     and takes one again to go on: slow clients hold no place.

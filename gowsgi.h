@@ -79,6 +79,7 @@ struct gowsgi_interp {
 	PyObject *format_exception;
 	PyObject *file_wrapper;
 	PyObject *timeout_exc;
+	PyObject *switch_interval; /* sys.getswitchinterval, for the scheduler */
 	PyObject *errors_cls; /* bootstrap's Errors: one wsgi.errors per request */
 	PyObject *emit;       /* the callable Errors writes lines to */
 	PyTypeObject *input_type;

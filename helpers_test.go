@@ -9,6 +9,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -177,4 +179,39 @@ func noUnraisable(t testing.TB, srv *httptest.Server) {
 	var n int
 	getJSON(t, srv, "/unraisable", &n)
 	require.Zero(t, n, "the app reported unraisable exceptions (an unclosed iterator?)")
+}
+
+// A gatedRequest waits in the app, on I/O (testdata/app.py's /wait-file),
+// until its gate is opened.
+type gatedRequest struct {
+	t    testing.TB
+	gate string
+	done chan response
+}
+
+// startGated sends a gated request and returns once it is in the app.
+func startGated(t testing.TB, srv *httptest.Server) *gatedRequest {
+	t.Helper()
+	g := &gatedRequest{t: t, gate: filepath.Join(t.TempDir(), "gate"), done: make(chan response, 1)}
+	go func() { g.done <- get(t, srv, "/wait-file?path="+url.QueryEscape(g.gate)) }()
+	eventually(t, func() bool { return exists(g.gate + ".started") }, "the gated request never started")
+	return g
+}
+
+// ended reports whether the request has ended, without waiting.
+func (g *gatedRequest) ended() bool {
+	select {
+	case r := <-g.done:
+		g.done <- r
+		return true
+	default:
+		return false
+	}
+}
+
+// open opens the gate and checks that the request then ends as it should.
+func (g *gatedRequest) open() {
+	g.t.Helper()
+	require.NoError(g.t, os.WriteFile(g.gate, nil, 0o644))
+	require.Equal(g.t, "released", (<-g.done).body)
 }

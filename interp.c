@@ -222,6 +222,12 @@ static int interp_setup(gowsgi_interp *gi, const char *bootstrap)
 	Py_XSETREF(gi->format_exception, Py_NewRef(format));
 	Py_XSETREF(gi->file_wrapper, Py_NewRef(wrapper));
 	Py_XSETREF(gi->timeout_exc, Py_NewRef(timeout));
+	PyObject *interval = PySys_GetObject("getswitchinterval"); /* borrowed */
+	if (interval == NULL) {
+		PyErr_SetString(PyExc_SystemError, "sys.getswitchinterval is missing");
+		goto failure;
+	}
+	Py_XSETREF(gi->switch_interval, Py_NewRef(interval));
 	if (input_setup(gi) < 0 || environ_setup(gi) < 0)
 		goto failure;
 	version = Py_BuildValue("(ii)", 1, 0);
@@ -601,6 +607,7 @@ int gowsgi_interp_end(gowsgi_interp *gi)
 	Py_CLEAR(gi->format_exception);
 	Py_CLEAR(gi->file_wrapper);
 	Py_CLEAR(gi->timeout_exc);
+	Py_CLEAR(gi->switch_interval);
 	Py_CLEAR(gi->errors_cls);
 	Py_CLEAR(gi->input_type);
 	if (end) {

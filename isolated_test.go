@@ -101,10 +101,7 @@ func TestIsolatedSeparate(t *testing.T) {
 	needIsolated(t)
 	h, _ := isolatedHandler(t, 2)
 	srv := serve(t, h)
-	gate := filepath.Join(t.TempDir(), "gate")
-	first := make(chan response)
-	go func() { first <- get(t, srv, "/wait-file?path="+url.QueryEscape(gate)) }()
-	eventually(t, func() bool { return exists(gate + ".started") }, "the first request never started")
+	first := startGated(t, srv)
 
 	// Interpreter 0 is busy, so this goes to interpreter 1.
 	var in1 struct {
@@ -112,8 +109,7 @@ func TestIsolatedSeparate(t *testing.T) {
 		ID    int64
 	}
 	getJSON(t, srv, "/module-state?set=one", &in1)
-	require.NoError(t, os.WriteFile(gate, nil, 0o644))
-	<-first
+	first.open()
 	eventually(t, func() bool { return h.Stats().InFlight == 0 }, "the requests never ended")
 	// Both idle again: the least busy with the lowest index, interpreter 0.
 	var in0 struct {

@@ -152,19 +152,28 @@ func lines(recs []map[string]string) []string {
 	return out
 }
 
-// TestNotRecycledWithThreads: an interpreter whose app still runs a thread
-// is left alive, and the next handler gets another one.
-func TestNotRecycledWithThreads(t *testing.T) {
+// closeAbandoned has a handler of first.py serve path, closes it, and
+// checks that its interpreter was left alive rather than recycled. It
+// returns the interpreter's ID and what the handler logged.
+func closeAbandoned(t *testing.T, path string) (int64, *logSink) {
+	t.Helper()
 	sink := &logSink{}
 	h, err := wsgi.NewHandler(wsgi.WithApp(recycleApp(t, "first.py")), wsgi.WithLogger(slogFor(sink)))
 	require.NoError(t, err)
-	get(t, serve(t, h), "/thread?30")
+	get(t, serve(t, h), path)
 	id := interpOf(t, h).ID
 	before := wsgi.Recycling()
 	require.NoError(t, h.Close())
 	after := wsgi.Recycling()
 	assert.Equal(t, before.Abandoned+1, after.Abandoned, "%+v", after)
 	assert.Equal(t, before.Recycled, after.Recycled, "%+v", after)
+	return id, sink
+}
+
+// TestNotRecycledWithThreads: an interpreter whose app still runs a thread
+// is left alive, and the next handler gets another one.
+func TestNotRecycledWithThreads(t *testing.T) {
+	id, sink := closeAbandoned(t, "/thread?30")
 	recs := sink.find("threads the app started are still running")
 	require.Len(t, recs, 1)
 	assert.Contains(t, recs[0]["threads"], "recycle-sleeper")
@@ -181,14 +190,7 @@ func TestNotRecycledWithThreads(t *testing.T) {
 // TestNotRecycledWhenCleaningFails: an app that breaks the cleaning leaves
 // its interpreter alive, and the failure is logged.
 func TestNotRecycledWhenCleaningFails(t *testing.T) {
-	sink := &logSink{}
-	h, err := wsgi.NewHandler(wsgi.WithApp(recycleApp(t, "first.py")), wsgi.WithLogger(slogFor(sink)))
-	require.NoError(t, err)
-	get(t, serve(t, h), "/break-cleaning")
-	id := interpOf(t, h).ID
-	before := wsgi.Recycling()
-	require.NoError(t, h.Close())
-	assert.Equal(t, before.Abandoned+1, wsgi.Recycling().Abandoned)
+	id, sink := closeAbandoned(t, "/break-cleaning")
 	recs := sink.find("cleaning the interpreter for the next handler failed")
 	require.Len(t, recs, 1)
 	assert.Contains(t, recs[0]["error"], "the app broke the cleaning")

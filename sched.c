@@ -15,18 +15,26 @@
  *     runs the next queued one without letting go of the GIL: requests of
  *     an app that spends its time in Python run back to back on one
  *     thread, with no hand-off between them.
- *   - One idle worker stands by, waiting for the GIL, while requests are
- *     queued: if the running request blocks on I/O and releases the GIL,
- *     the standby gets it at once and starts the next request, so an app
- *     that waits on a database still overlaps its requests.  If the
- *     running request does not block, the standby takes a turn after
- *     CPython's switch interval (5 ms by default), as any Python thread.
- *   - A standby waiting for the GIL would take it by force after the
- *     switch interval, from the middle of whatever request then runs: one
- *     more request in Python, the turns between them cost hand-offs, and
- *     under steady load the overlap stays (a Django view fell to about
- *     half its throughput so).  So a thread running requests back to back
- *     gives way to a standby at the end of a request, once the standby has
+ *   - One idle worker stands by while requests are queued, to start the
+ *     next one if the running request blocks on I/O and releases the GIL:
+ *     an app that waits on a database still overlaps its requests.
+ *   - How it stands by depends on the app.  Waiting for the GIL, it gets
+ *     it the moment the running request lets go; but CPython hands the GIL
+ *     by force to a thread that has waited a switch interval (5 ms by
+ *     default), from the middle of whatever request then runs.  Two
+ *     requests then take turns in Python, each turn a hand-off, and under
+ *     steady load the overlap stays (a Django view fell to about half its
+ *     throughput so).  So while requests are Python-bound (their threads
+ *     ran more than half of their time, on average) and one request
+ *     runs, the standby does not wait for the GIL: it watches the CPU
+ *     clock of that request's thread, every 100 us, and waits for the GIL
+ *     once the thread stops running without having been preempted (it
+ *     waits on I/O, most likely, with the GIL let go) or once the request
+ *     has run a switch interval on the CPU (a long request shares the GIL,
+ *     as CPython would have it).  For apps that wait on I/O more than they compute,
+ *     it waits for the GIL at once.
+ *   - A thread running requests back to back gives way to a standby that
+ *     waits for the GIL at the end of a request, once the standby has
  *     waited, or would have by the end of a request like the last one,
  *     three quarters of the interval: the standby goes on with the queue,
  *     and the thread goes idle.  Only a request that runs longer than that
@@ -39,7 +47,7 @@
  *     once: its notice waits on a short list, flushed when a few have
  *     gathered, when the oldest is half a millisecond old, when the
  *     thread is about to let go of the GIL or wait, and by the standby
- *     when it takes the GIL.  One wake-up of Go's network poller then
+ *     when it takes the GIL, or as it watches.  One wake-up of Go's network poller then
  *     sends several responses, instead of one each.
  *
  * A request's Python, from the app call to close(), runs on one thread,
@@ -49,7 +57,10 @@
 #include "gowsgi.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <stdio.h>
+#include <sys/syscall.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -68,6 +79,20 @@
 #define LATE_AGE_NS (500 * 1000)
 /* CPython's switch interval until the scheduler reads the interpreter's. */
 #define DEFAULT_INTERVAL_NS (5 * 1000 * 1000)
+/* A standby that watches the running request looks at its thread after
+ * WATCH_NS, then twice as long each time it finds it running, up to
+ * WATCH_MAX_NS. */
+#define WATCH_NS (100 * 1000)
+#define WATCH_MAX_NS (1600 * 1000)
+/* Requests shorter than this on average are not watched: the queue empties
+ * too often for the watch to pay. */
+#define SHORT_NS (25 * 1000)
+/* The running request's thread counts as stopped if it ran less than this
+ * share of the time the standby watched it, in 1/1024. */
+#define STALLED 256
+/* Requests count as Python-bound while, on average, their thread ran this
+ * share of their time, in 1/1024. */
+#define BOUND 512
 
 enum { ROLE_IDLE = 0, ROLE_STANDBY = 1 };
 
@@ -96,8 +121,20 @@ struct gowsgi_sched {
 	int nwait;
 	worker *idle;
 	int nidle, nworkers;
-	int standby;  /* a worker waits for the GIL to start queued requests */
-	int64_t standby_since; /* when it began to wait (atomic) */
+	int standby;  /* a worker stands by to start queued requests */
+	worker *standby_w;     /* it, if it watches the running request */
+	int standby_gil;       /* it waits for the GIL (atomic) */
+	int64_t standby_since; /* when it began to wait for the GIL (atomic) */
+	/* The thread running the request that holds the one place taken, if
+	 * one is: the last thread to start a request, under mu. */
+	clockid_t runner_clock;
+	pid_t runner_tid;
+	int runner_ok;
+	uint64_t runner_seq; /* counts the requests started */
+	/* Moving averages (atomic): the share of their thread's time that
+	 * queued requests ran on the CPU, in 1/1024, and requests' length. */
+	int busy;
+	int64_t avg_ns;
 	int64_t interval_ns;   /* sys.getswitchinterval(), read by standbys (atomic) */
 	int stopping;
 	int blocked;  /* requests waiting for their client */
@@ -136,14 +173,76 @@ static void cond_init(pthread_cond_t *cv)
 	pthread_condattr_destroy(&a);
 }
 
+#ifndef Py_GIL_DISABLED
+/* Whether thread tid of this process waits for the CPU rather than for
+ * something else: preempted, not blocked.  Reads its state in /proc. */
+static int preempted(pid_t tid)
+{
+	char path[64], buf[256];
+	snprintf(path, sizeof path, "/proc/self/task/%d/stat", (int)tid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	ssize_t n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = 0;
+	/* "tid (comm) S ...": the comm may hold ')' itself. */
+	char *p = strrchr(buf, ')');
+	return p != NULL && p[1] == ' ' && p[2] == 'R';
+}
+#endif
+
+static int64_t cpu_ns(clockid_t clock)
+{
+	struct timespec ts;
+	if (clock_gettime(clock, &ts) < 0)
+		return -1;
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static pid_t my_tid(void)
+{
+	static __thread pid_t tid;
+	if (tid == 0)
+		tid = (pid_t)syscall(SYS_gettid);
+	return tid;
+}
+
 /* ------------------------------------------------------------- places */
 
 static void ensure_standby(gowsgi_sched *s);
 
-/* Gives a place back: to the first thread waiting for one, or to the pool.
- * mu held. */
+/* Records that this thread is about to run a request's Python with a
+ * place: a standby may watch it (see watch).  mu held. */
+static void note_runner(gowsgi_sched *s)
+{
+	s->runner_tid = my_tid();
+	s->runner_ok = pthread_getcpuclockid(pthread_self(), &s->runner_clock) == 0;
+	s->runner_seq++;
+}
+
+/* Counts a request of took_ns in the moving averages; a queued one also
+ * says that its thread ran cpu_ns of the wall_ns since the one before
+ * ended. */
+static void note_request(gowsgi_sched *s, int64_t took_ns, int64_t cpu_ns, int64_t wall_ns)
+{
+	int64_t avg = __atomic_load_n(&s->avg_ns, __ATOMIC_RELAXED);
+	__atomic_store_n(&s->avg_ns, avg + (took_ns - avg) / 8, __ATOMIC_RELAXED);
+	if (cpu_ns < 0 || wall_ns <= 0)
+		return;
+	int share = cpu_ns >= wall_ns ? 1024 : (int)(cpu_ns * 1024 / wall_ns);
+	int busy = __atomic_load_n(&s->busy, __ATOMIC_RELAXED);
+	__atomic_store_n(&s->busy, busy + (share - busy) / 8, __ATOMIC_RELAXED);
+}
+
+/* Gives this thread's place back: to the first thread waiting for one, or
+ * to the pool.  mu held. */
 static void place_give(gowsgi_sched *s)
 {
+	if (s->runner_ok && s->runner_tid == my_tid())
+		s->runner_ok = 0; /* who runs the places left is not known */
 	place_waiter *w = s->whead;
 	if (w != NULL) {
 		s->whead = w->next;
@@ -155,6 +254,8 @@ static void place_give(gowsgi_sched *s)
 		return;
 	}
 	s->running--;
+	if (s->standby_w != NULL)
+		pthread_cond_signal(&s->standby_w->cv); /* it looks again */
 	ensure_standby(s);
 }
 
@@ -163,6 +264,7 @@ static void place_take(gowsgi_sched *s)
 {
 	if (s->running < s->places && s->whead == NULL) {
 		s->running++;
+		note_runner(s);
 		return;
 	}
 	place_waiter w = {.granted = 0, .next = NULL};
@@ -176,6 +278,7 @@ static void place_take(gowsgi_sched *s)
 	while (!w.granted)
 		pthread_cond_wait(&w.cv, &s->mu);
 	pthread_cond_destroy(&w.cv);
+	note_runner(s);
 }
 
 /* ------------------------------------------------------------- garbage */
@@ -229,9 +332,10 @@ void sched_collect(gowsgi_sched *s)
  * then finds several eventfds ready at once.
  *
  * Why a notice is never lost: a job is deferred only with the GIL held and
- * a standby waiting for it; the standby flushes the list as soon as it has
- * the GIL, so at the latest after CPython's switch interval, and a thread
- * flushes before it waits for Go or lets go of the GIL.  Go takes a
+ * a standby there; the standby flushes the old notices each time it looks
+ * at the thread it watches, and the whole list as soon as it has the GIL
+ * (at the latest after CPython's switch interval) or goes idle without it,
+ * and a thread flushes before it waits for Go or lets go of the GIL.  Go takes a
  * finished job off the list (sched_forget) before it reuses or frees it.
  * Without a GIL (a free-threaded build) there is no such guarantee, and
  * Go is told at once. */
@@ -242,7 +346,10 @@ void sched_notify(gowsgi_job *job)
 	gowsgi_sched *s = job->sched;
 	if (!job->direct && __atomic_load_n(&s->standby, __ATOMIC_RELAXED)) {
 		pthread_mutex_lock(&s->late_mu);
-		int ok = job->deferred || s->nlate < LATE_MAX;
+		/* Read again under late_mu: a standby that goes idle without
+		 * the GIL clears it and flushes under late_mu (stand_down). */
+		int ok = job->deferred || (__atomic_load_n(&s->standby, __ATOMIC_RELAXED) &&
+					   s->nlate < LATE_MAX);
 		if (!job->deferred && ok) {
 			if (s->nlate == 0)
 				s->late_at = now_ns();
@@ -460,7 +567,7 @@ static void ensure_standby(gowsgi_sched *s)
  * three quarters of the switch interval.  mu held. */
 static int give_way(gowsgi_sched *s, int64_t took_ns)
 {
-	if (!s->standby)
+	if (!__atomic_load_n(&s->standby_gil, __ATOMIC_RELAXED))
 		return 0;
 	int64_t since = __atomic_load_n(&s->standby_since, __ATOMIC_RELAXED);
 	int64_t interval = __atomic_load_n(&s->interval_ns, __ATOMIC_RELAXED);
@@ -470,12 +577,11 @@ static int give_way(gowsgi_sched *s, int64_t took_ns)
 	return 1;
 }
 
-/* Reads the interpreter's switch interval: the app may change it.  With
- * the GIL. */
+/* Reads the interpreter's switch interval, which the app may change: after
+ * each request, and by a standby that takes the GIL.  With the GIL. */
 static void read_interval(gowsgi_sched *s)
 {
-	PyObject *f = PySys_GetObject("getswitchinterval"); /* borrowed */
-	PyObject *v = f ? PyObject_CallNoArgs(f) : NULL;
+	PyObject *v = PyObject_CallNoArgs(s->gi->switch_interval);
 	double secs = v ? PyFloat_AsDouble(v) : -1;
 	Py_XDECREF(v);
 	if (PyErr_Occurred())
@@ -489,18 +595,26 @@ static void read_interval(gowsgi_sched *s)
  * with neither. */
 static void run_jobs(gowsgi_sched *s, gowsgi_job *job)
 {
+	int64_t last = now_ns(), last_cpu = cpu_ns(CLOCK_THREAD_CPUTIME_ID);
 	for (;;) {
 		sched_collect(s);
 		int64_t t0 = now_ns();
 		request_run(job);
+		int64_t t1 = now_ns(), cpu = cpu_ns(CLOCK_THREAD_CPUTIME_ID);
+		int64_t took = t1 - t0;
+		note_request(s, took, cpu - last_cpu, t1 - last);
+		last = t1;
+		last_cpu = cpu;
+		read_interval(s);
 		late_flush(s, 0);
 		pthread_mutex_lock(&s->mu);
 		s->st.served++;
 		if (s->running == 1 && s->qlen > 0 && s->whead == NULL && !s->stopping &&
-		    !give_way(s, now_ns() - t0)) {
+		    !give_way(s, took)) {
 			/* Alone in Python: the next one keeps this thread and
 			 * its place. */
 			job = queue_pop(s);
+			note_runner(s);
 			s->st.back_to_back++;
 			pthread_mutex_unlock(&s->mu);
 			continue;
@@ -514,6 +628,74 @@ static void run_jobs(gowsgi_sched *s, gowsgi_job *job)
 	}
 }
 
+/* Whether the standby is to wait for the GIL now, to start a queued
+ * request (see the top of this file).  While one request runs and requests
+ * have been Python-bound, it watches the CPU clock of that request's thread
+ * instead, and waits for the GIL once the thread stops without having been
+ * preempted, once the request has had a switch interval of CPU time, or
+ * once that request is no longer alone.  Returns 0 if no queued request can
+ * start.  mu held, and let go while it watches. */
+static int watch(gowsgi_sched *s, worker *w)
+{
+#ifdef Py_GIL_DISABLED
+	/* No GIL to wait for: the next request runs beside this one. */
+	(void)w;
+	return startable(s);
+#else
+	int64_t step = WATCH_NS;
+	uint64_t seq = 0;
+	int64_t start_cpu = 0; /* the request's CPU time when first seen */
+	for (;;) {
+		if (!startable(s))
+			return 0;
+		if (s->running != 1 || !s->runner_ok ||
+		    __atomic_load_n(&s->busy, __ATOMIC_RELAXED) < BOUND ||
+		    __atomic_load_n(&s->avg_ns, __ATOMIC_RELAXED) < SHORT_NS)
+			return 1;
+		clockid_t clock = s->runner_clock;
+		int64_t t0 = now_ns(), c0 = cpu_ns(clock);
+		if (s->runner_seq != seq) {
+			seq = s->runner_seq;
+			start_cpu = c0;
+		}
+		struct timespec dl = deadline(step);
+		s->standby_w = w;
+		pthread_cond_timedwait(&w->cv, &s->mu, &dl);
+		s->standby_w = NULL;
+		if (s->running != 1 || s->runner_clock != clock)
+			continue;
+		/* Without mu, which the thread watched may want. */
+		pid_t tid = s->runner_tid;
+		pthread_mutex_unlock(&s->mu);
+		late_flush(s, 0);
+		int64_t t1 = now_ns(), c1 = cpu_ns(clock);
+		int stalled = c0 < 0 || c1 < 0 ||
+			      ((c1 - c0) * 1024 < (t1 - t0) * STALLED && !preempted(tid));
+		pthread_mutex_lock(&s->mu);
+		if (s->running != 1 || s->runner_clock != clock)
+			continue;
+		if (stalled)
+			return 1; /* waiting on I/O, most likely, the GIL let go */
+		if (s->runner_seq == seq &&
+		    c1 - start_cpu >= __atomic_load_n(&s->interval_ns, __ATOMIC_RELAXED))
+			return 1; /* a long request: it shares the GIL */
+		if (step < WATCH_MAX_NS)
+			step *= 2;
+	}
+#endif
+}
+
+/* The standby goes idle without having taken the GIL: the notices
+ * deferred on its account go to Go now.  mu held. */
+static void stand_down(gowsgi_sched *s, worker *w)
+{
+	w->role = ROLE_IDLE;
+	pthread_mutex_lock(&s->late_mu);
+	__atomic_store_n(&s->standby, 0, __ATOMIC_RELAXED);
+	pthread_mutex_unlock(&s->late_mu);
+	late_flush(s, 1);
+}
+
 static void *worker_main(void *arg)
 {
 	worker *w = arg;
@@ -523,20 +705,27 @@ static void *worker_main(void *arg)
 	pthread_mutex_lock(&s->mu);
 	for (;;) {
 		if (w->role == ROLE_STANDBY) {
+			if (!watch(s, w)) {
+				stand_down(s, w);
+				continue;
+			}
 			/* What the standby waits is not counted: the
 			 * queued requests count theirs in queue_wait. */
 			__atomic_store_n(&s->standby_since, now_ns(), __ATOMIC_RELAXED);
+			__atomic_store_n(&s->standby_gil, 1, __ATOMIC_RELAXED);
 			pthread_mutex_unlock(&s->mu);
 			PyEval_RestoreThread(ts);
 			late_flush(s, 1); /* nobody defers while it holds the GIL */
 			read_interval(s);
 			pthread_mutex_lock(&s->mu);
+			__atomic_store_n(&s->standby_gil, 0, __ATOMIC_RELAXED);
 			__atomic_store_n(&s->standby, 0, __ATOMIC_RELAXED);
 			w->role = ROLE_IDLE;
 			gowsgi_job *job = NULL;
 			if (startable(s)) {
 				job = queue_pop(s);
 				s->running++;
+				note_runner(s);
 				ensure_standby(s);
 			}
 			pthread_mutex_unlock(&s->mu);
@@ -598,6 +787,9 @@ gowsgi_sched *gowsgi_sched_new(gowsgi_interp *gi, int places, int max_queue)
 	s->places = places;
 	s->max_queue = max_queue;
 	s->interval_ns = DEFAULT_INTERVAL_NS;
+	/* Until requests show otherwise, they count as Python-bound. */
+	s->busy = 1024;
+	s->avg_ns = WATCH_NS;
 	return s;
 }
 
@@ -607,6 +799,8 @@ void gowsgi_sched_stop(gowsgi_sched *s)
 	s->stopping = 1;
 	for (worker *w = s->idle; w; w = w->next)
 		pthread_cond_signal(&w->cv);
+	if (s->standby_w != NULL)
+		pthread_cond_signal(&s->standby_w->cv);
 	while (s->nworkers > 0)
 		pthread_cond_wait(&s->exited, &s->mu);
 	int garbage = s->ngarbage;
@@ -653,6 +847,7 @@ int gowsgi_job_submit(gowsgi_sched *s, gowsgi_job *job, char *hdrbuf, gowsgi_eve
 	if (s->running == 0 && s->qlen == 0 && s->whead == NULL) {
 		/* Nobody runs Python here: run it on this thread. */
 		s->running = 1;
+		note_runner(s);
 		s->st.direct++;
 		pthread_mutex_unlock(&s->mu);
 		job->direct = 1;
@@ -662,7 +857,10 @@ int gowsgi_job_submit(gowsgi_sched *s, gowsgi_job *job, char *hdrbuf, gowsgi_eve
 		PyEval_RestoreThread(ts);
 		__atomic_add_fetch(&s->st.gil_wait_ns, now_ns() - t0, __ATOMIC_RELAXED);
 		sched_collect(s);
+		int64_t t1 = now_ns();
 		request_run(job);
+		note_request(s, now_ns() - t1, -1, 0);
+		read_interval(s);
 		pthread_mutex_lock(&s->mu);
 		s->st.served++;
 		place_give(s);

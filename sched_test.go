@@ -46,22 +46,14 @@ func (u urlOf) URL() string { return u.s }
 func TestRequestsOverlapWhileOneBlocks(t *testing.T) {
 	h, _ := newHandler(t, "application")
 	srv := serve(t, h)
-	gate := filepath.Join(t.TempDir(), "gate")
-	slow := make(chan response, 1)
-	go func() { slow <- get(t, srv, "/wait-file?path="+url.QueryEscape(gate)) }()
-	eventually(t, func() bool { return exists(gate + ".started") }, "the slow request never started")
+	slow := startGated(t, srv)
 	for range 5 {
 		r := get(t, srv, "/hello")
 		require.NoError(t, r.err)
 		assert.Equal(t, "Hello, World!", r.body, "served while another request waits on I/O")
 	}
-	select {
-	case <-slow:
-		t.Fatal("the slow request ended before it was released")
-	default:
-	}
-	require.NoError(t, os.WriteFile(gate, nil, 0o644))
-	assert.Equal(t, "released", (<-slow).body)
+	require.False(t, slow.ended(), "the slow request ended before it was released")
+	slow.open()
 }
 
 // Requests queued behind a busy interpreter run back to back on one
@@ -69,18 +61,14 @@ func TestRequestsOverlapWhileOneBlocks(t *testing.T) {
 func TestQueuedRequestsRunBackToBack(t *testing.T) {
 	h, _ := newHandler(t, "application", wsgi.WithThreads(1))
 	srv := serve(t, h)
-	gate := filepath.Join(t.TempDir(), "gate")
-	first := make(chan response, 1)
-	go func() { first <- get(t, srv, "/wait-file?path="+url.QueryEscape(gate)) }()
-	eventually(t, func() bool { return exists(gate + ".started") }, "the first request never started")
+	first := startGated(t, srv)
 	const n = 4
 	threads := make(chan string, n)
 	for range n {
 		go func() { threads <- get(t, srv, "/native-thread").body }()
 	}
 	eventually(t, func() bool { return h.Stats().Queued == n }, "the requests did not queue")
-	require.NoError(t, os.WriteFile(gate, nil, 0o644))
-	assert.Equal(t, "released", (<-first).body)
+	first.open()
 	seen := map[string]bool{}
 	for range n {
 		seen[<-threads] = true
@@ -207,10 +195,7 @@ func TestQueueLimits(t *testing.T) {
 	h, _ := newHandler(t, "application", wsgi.WithThreads(1), wsgi.WithMaxQueue(1),
 		wsgi.WithQueueTimeout(300*time.Millisecond))
 	srv := serve(t, h)
-	gate := filepath.Join(t.TempDir(), "gate")
-	first := make(chan response)
-	go func() { first <- get(t, srv, "/wait-file?path="+url.QueryEscape(gate)) }()
-	eventually(t, func() bool { return exists(gate + ".started") }, "the first request never started")
+	first := startGated(t, srv)
 
 	queued := make(chan response)
 	go func() { queued <- get(t, srv, "/counter") }()
@@ -224,8 +209,7 @@ func TestQueueLimits(t *testing.T) {
 	assert.Equal(t, http.StatusServiceUnavailable, r.status, "the queued request timed out")
 	assert.Equal(t, "1", r.header.Get("Retry-After"))
 
-	require.NoError(t, os.WriteFile(gate, nil, 0o644))
-	assert.Equal(t, "released", (<-first).body)
+	first.open()
 	var count int
 	getJSON(t, srv, "/counter", &count)
 	assert.Equal(t, 1, count, "refused requests never entered Python")
@@ -237,10 +221,7 @@ func TestQueueLimits(t *testing.T) {
 func TestQueuedClientLeaves(t *testing.T) {
 	h, _ := newHandler(t, "application", wsgi.WithThreads(1))
 	srv := serve(t, h)
-	gate := filepath.Join(t.TempDir(), "gate")
-	first := make(chan response, 1)
-	go func() { first <- get(t, srv, "/wait-file?path="+url.QueryEscape(gate)) }()
-	eventually(t, func() bool { return exists(gate + ".started") }, "the first request never started")
+	first := startGated(t, srv)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL+"/counter", nil)
@@ -248,8 +229,7 @@ func TestQueuedClientLeaves(t *testing.T) {
 	eventually(t, func() bool { return h.Stats().Queued == 1 }, "the request did not queue")
 	cancel()
 	eventually(t, func() bool { return h.Stats().Queued == 0 }, "a client that left is dropped from the queue")
-	require.NoError(t, os.WriteFile(gate, nil, 0o644))
-	assert.Equal(t, "released", (<-first).body)
+	first.open()
 }
 
 // TestThreadsAdmission checks WithThreads: with one thread a second request
@@ -258,11 +238,7 @@ func TestQueuedClientLeaves(t *testing.T) {
 func TestThreadsAdmission(t *testing.T) {
 	h, _ := newHandler(t, "application", wsgi.WithThreads(1))
 	srv := serve(t, h)
-	gate := filepath.Join(t.TempDir(), "gate")
-
-	first := make(chan response)
-	go func() { first <- get(t, srv, "/wait-file?path="+url.QueryEscape(gate)) }()
-	eventually(t, func() bool { return exists(gate + ".started") }, "the first request never started")
+	first := startGated(t, srv)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
@@ -273,8 +249,7 @@ func TestThreadsAdmission(t *testing.T) {
 	// connection; a thread freed before that could still go to the request.
 	eventually(t, func() bool { return h.Stats().Queued == 0 }, "the abandoned request was not dropped from the queue")
 
-	require.NoError(t, os.WriteFile(gate, nil, 0o644))
-	assert.Equal(t, "released", (<-first).body)
+	first.open()
 	var count int
 	getJSON(t, srv, "/counter", &count)
 	assert.Equal(t, 1, count, "the abandoned request never reached the app")
@@ -443,29 +418,83 @@ func overlapStarts(t *testing.T, srv *httptest.Server, tag string) []int {
 	return counts
 }
 
-// Requests that spend their time in Python run back to back on one thread
-// while a standby waits for the GIL. Left alone, CPython would let the
-// standby take the GIL after the switch interval, in the middle of a
-// request, and two requests would take turns in Python. The thread running
-// them gives way at the end of a request instead: one request at a time.
-func TestBackToBackGivesWayBetweenRequests(t *testing.T) {
+// runAlone has clients goroutines get /overlap?ms=ms over and over until n
+// of them have ended, checks that each started alone in Python, and returns
+// the interpreter's GaveWay count meanwhile.
+func runAlone(t *testing.T, h *wsgi.Handler, srv *httptest.Server, clients, ms int, n uint64) uint64 {
+	t.Helper()
+	// One alone first: the scheduler learns how long these requests are.
+	assert.Equal(t, "done", get(t, srv, fmt.Sprintf("/overlap?ms=%d", ms)).body)
+	overlapStarts(t, srv, "")
+	before := h.Stats().Interpreters[0]
+	stop := make(chan struct{})
+	wg := hammer(t, srv, clients, func() string { return fmt.Sprintf("/overlap?ms=%d&tag=alone", ms) }, stop)
+	eventually(t, func() bool { return h.Stats().Interpreters[0].Served-before.Served >= n },
+		fmt.Sprintf("%d requests never ended", n))
+	close(stop)
+	wg.Wait()
+
+	counts := overlapStarts(t, srv, "alone")
+	require.NotEmpty(t, counts)
+	for i, c := range counts {
+		require.Equal(t, 1, c, "request %d of %d started beside another", i, len(counts))
+	}
+	return h.Stats().Interpreters[0].GaveWay - before.GaveWay
+}
+
+// Requests that spend their time in Python run back to back on one thread,
+// and the standby does not wait for the GIL meanwhile: a standby waiting for
+// it would take it by force after CPython's switch interval, in the middle of
+// a request, and the thread running them would have to give way to it
+// between requests every few of them. It watches that thread's CPU clock
+// instead.
+func TestPythonBoundRequestsKeepTheirThread(t *testing.T) {
 	h, _ := newHandler(t, "application", wsgi.WithThreads(4))
 	srv := serve(t, h)
 	// A long interval: the kernel may pause a thread for a few
 	// milliseconds on a busy machine, not for 50.
 	setSwitchInterval(t, srv, "0.05")
-	overlapStarts(t, srv, "")
+	// 80 requests of 3 ms: 240 ms, about 5 switch intervals. A standby
+	// waiting for the GIL would have the thread give way every 10 or so.
+	gaveWay := runAlone(t, h, srv, 8, 3, 80)
+	assert.LessOrEqual(t, gaveWay, uint64(2), "gave way %d times in 80 requests", gaveWay)
+}
 
-	stop := make(chan struct{})
-	wg := hammer(t, srv, 8, func() string { return "/overlap?ms=3&tag=cpu" }, stop)
-	time.Sleep(400 * time.Millisecond) // 8 switch intervals
-	close(stop)
-	wg.Wait()
-
-	counts := overlapStarts(t, srv, "cpu")
-	require.NotEmpty(t, counts)
-	for i, n := range counts {
-		require.Equal(t, 1, n, "request %d of %d started beside another", i, len(counts))
+// While requests are Python-bound the standby watches the running one, and
+// it must still see it stop: a request that waits on I/O lets the queued ones
+// run at once, not after a switch interval.
+func TestWatchingStandbySeesABlockedRequest(t *testing.T) {
+	h, _ := newHandler(t, "application", wsgi.WithThreads(4))
+	srv := serve(t, h)
+	setSwitchInterval(t, srv, "2")
+	for range 10 { // Python-bound requests, for the scheduler's average
+		assert.Equal(t, "done", get(t, srv, "/overlap?ms=2").body)
 	}
-	assert.NotZero(t, h.Stats().Interpreters[0].GaveWay)
+
+	slow := make(chan response, 1)
+	go func() { slow <- get(t, srv, "/overlap?sleep=400&ms=1") }()
+	eventually(t, func() bool { return h.Stats().Running == 1 }, "the slow request never started")
+	for range 3 {
+		assert.Equal(t, "done", get(t, srv, "/overlap?ms=1").body)
+		select {
+		case <-slow:
+			t.Fatal("a request queued behind one asleep in time.sleep waited for it")
+		default:
+		}
+	}
+	assert.Equal(t, "done", (<-slow).body)
+}
+
+// A request that runs longer than the switch interval shares the GIL, as in
+// CPython: the watching standby then waits for the GIL. The thread running
+// requests back to back gives way to it at the end of the request, before
+// CPython would cut the next one in the middle.
+func TestBackToBackGivesWayBetweenRequests(t *testing.T) {
+	h, _ := newHandler(t, "application", wsgi.WithThreads(4))
+	srv := serve(t, h)
+	// Requests of 60 ms: the standby waits for the GIL from 50 ms into
+	// one, CPython would hand it over at 100 ms, and the request ends
+	// at 60. The margin is for a busy machine.
+	setSwitchInterval(t, srv, "0.05")
+	assert.NotZero(t, runAlone(t, h, srv, 4, 60, 8))
 }

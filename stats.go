@@ -56,8 +56,10 @@ type InterpreterStats struct {
 	Direct     uint64 // of which on the thread of the request's own goroutine
 	BackToBack uint64 // of which right after another on a thread that kept the GIL
 	// GaveWay counts the requests after which a thread running requests
-	// back to back handed the GIL to the waiting standby, rather than be
-	// cut in the middle of the next one by CPython's switch interval.
+	// back to back handed the GIL to a standby waiting for it, rather than
+	// be cut in the middle of the next one by CPython's switch interval.
+	// While requests are Python-bound the standby watches rather than
+	// waits, and this stays near zero.
 	GaveWay uint64
 
 	QueueWait time.Duration

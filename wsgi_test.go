@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -170,16 +169,12 @@ func TestShutdownDeadline(t *testing.T) {
 	h, err := wsgi.NewHandler(wsgi.WithApp(appSpec(t, "application")), wsgi.WithLogger(slog.New(slog.DiscardHandler)))
 	require.NoError(t, err)
 	srv := serve(t, h)
-	gate := filepath.Join(t.TempDir(), "gate")
-	inflight := make(chan response)
-	go func() { inflight <- get(t, srv, "/wait-file?path="+url.QueryEscape(gate)) }()
-	eventually(t, func() bool { return exists(gate + ".started") }, "the request never started")
+	inflight := startGated(t, srv)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
 	defer cancel()
 	require.ErrorIs(t, h.Shutdown(ctx), context.DeadlineExceeded)
-	require.NoError(t, os.WriteFile(gate, nil, 0o644))
-	assert.Equal(t, "released", (<-inflight).body, "the interpreter kept serving the request in flight")
+	inflight.open() // the interpreter kept serving the request in flight
 	require.NoError(t, h.Close())
 }
 
