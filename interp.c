@@ -420,6 +420,22 @@ static void set_app(gowsgi_interp *gi, PyObject *app)
 	Py_XDECREF(old);
 }
 
+/* Makes app, what the bootstrap's load or reload returned (a new reference,
+ * or NULL with an exception set), gi's app, and fills the files to watch.
+ * Returns 0, or -1 with an exception set. */
+static int take_app(gowsgi_interp *gi, PyObject *mod, PyObject *app, char **files,
+		    size_t *fileslen)
+{
+	if (app == NULL)
+		return -1;
+	if (files_out(mod, files, fileslen) < 0) {
+		Py_DECREF(app);
+		return -1;
+	}
+	set_app(gi, app);
+	return 0;
+}
+
 /* Makes the middleware list, (module, callable) pairs from the strings of
  * mw (mwlen bytes).  Returns a new list, or NULL with an exception set. */
 static PyObject *middleware_pairs(const char *mw, size_t mwlen)
@@ -472,12 +488,8 @@ int gowsgi_interp_load(gowsgi_interp *gi, const char *bootstrap, const char *pat
 	pairs = middleware_pairs(mw, mwlen);
 	if (pairs == NULL)
 		goto failure;
-	res = PyObject_CallMethod(mod, "load", "sOi", spec, pairs, reloading);
-	if (res == NULL || files_out(mod, files, fileslen) < 0)
-		goto failure;
-	set_app(gi, res);
-	res = NULL;
-	rc = 0;
+	rc = take_app(gi, mod, PyObject_CallMethod(mod, "load", "sOi", spec, pairs, reloading),
+		      files, fileslen);
 failure:
 	if (rc < 0)
 		err_fill(gi->format_exception, err);
@@ -493,19 +505,11 @@ int gowsgi_interp_reload(gowsgi_interp *gi, char **files, size_t *fileslen, gows
 {
 	int temp, rc = -1;
 	PyThreadState *ts = gi_enter(gi, &temp);
-	PyObject *res = NULL, *mod = PyImport_ImportModule("_gowsgi");
-	if (mod == NULL)
-		goto failure;
-	res = PyObject_CallMethod(mod, "reload", NULL);
-	if (res == NULL || files_out(mod, files, fileslen) < 0)
-		goto failure;
-	set_app(gi, res);
-	res = NULL;
-	rc = 0;
-failure:
+	PyObject *mod = PyImport_ImportModule("_gowsgi");
+	if (mod != NULL)
+		rc = take_app(gi, mod, PyObject_CallMethod(mod, "reload", NULL), files, fileslen);
 	if (rc < 0)
 		err_fill(gi->format_exception, err);
-	Py_XDECREF(res);
 	Py_XDECREF(mod);
 	gi_leave(ts, temp);
 	return rc;
