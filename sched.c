@@ -24,15 +24,17 @@
  *     default), from the middle of whatever request then runs.  Two
  *     requests then take turns in Python, each turn a hand-off, and under
  *     steady load the overlap stays (a Django view fell to about half its
- *     throughput so).  So while requests are Python-bound (their threads
- *     ran more than half of their time, on average) and one request
- *     runs, the standby does not wait for the GIL: it watches the CPU
- *     clock of that request's thread, every 100 us, and waits for the GIL
- *     once the thread stops running without having been preempted (it
- *     waits on I/O, most likely, with the GIL let go) or once the request
- *     has run a switch interval on the CPU (a long request shares the GIL,
- *     as CPython would have it).  For apps that wait on I/O more than they compute,
- *     it waits for the GIL at once.
+ *     throughput so).  So while requests are Python-bound (they last
+ *     25 us or more, and their threads were running or waiting for a CPU,
+ *     not for I/O or a lock, more than half of their time, on average) and one request runs, the standby does not wait for the
+ *     GIL: it reads the CPU clock of that request's thread, after 0.1 ms
+ *     and then less and less often, down to every 1.6 ms.  It waits for
+ *     the GIL once it finds the thread stopped twice in a row, 0.1 ms
+ *     apart, without having been preempted (it waits on I/O, most likely,
+ *     with the GIL let go), or once the request has used a switch interval
+ *     of CPU (a long request shares the GIL, as CPython would have it).
+ *     For apps that wait more than they compute, or whose requests are
+ *     shorter than that, it waits for the GIL at once.
  *   - A thread running requests back to back gives way to a standby that
  *     waits for the GIL at the end of a request, once the standby has
  *     waited, or would have by the end of a request like the last one,
@@ -87,17 +89,21 @@
 /* Requests shorter than this on average are not watched: the queue empties
  * too often for the watch to pay. */
 #define SHORT_NS (25 * 1000)
+/* One queued request in SAMPLE is timed for the moving average of how
+ * Python-bound requests are. */
+#define SAMPLE 4
 /* The running request's thread counts as stopped if it ran less than this
  * share of the time the standby watched it, in 1/1024. */
 #define STALLED 256
-/* Requests count as Python-bound while, on average, their thread ran this
- * share of their time, in 1/1024. */
+/* Requests count as Python-bound while, on average, their thread was
+ * running or ready to run this share of their time, in 1/1024. */
 #define BOUND 512
 
 enum { ROLE_IDLE = 0, ROLE_STANDBY = 1 };
 
 typedef struct worker {
 	gowsgi_sched *s;
+	int statfd; /* its /proc/thread-self/schedstat, or -1 */
 	pthread_cond_t cv;
 	int role;
 	int idle; /* on the idle list */
@@ -132,9 +138,11 @@ struct gowsgi_sched {
 	int runner_ok;
 	uint64_t runner_seq; /* counts the requests started */
 	/* Moving averages (atomic): the share of their thread's time that
-	 * queued requests ran on the CPU, in 1/1024, and requests' length. */
+	 * queued requests were running or ready to run, in 1/1024, and
+	 * requests' length. */
 	int busy;
 	int64_t avg_ns;
+	unsigned nsample; /* counts the requests run_jobs ran (atomic) */
 	int64_t interval_ns;   /* sys.getswitchinterval(), read by standbys (atomic) */
 	int stopping;
 	int blocked;  /* requests waiting for their client */
@@ -192,7 +200,6 @@ static int preempted(pid_t tid)
 	char *p = strrchr(buf, ')');
 	return p != NULL && p[1] == ' ' && p[2] == 'R';
 }
-#endif
 
 static int64_t cpu_ns(clockid_t clock)
 {
@@ -200,6 +207,27 @@ static int64_t cpu_ns(clockid_t clock)
 	if (clock_gettime(clock, &ts) < 0)
 		return -1;
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+#endif
+
+/* The time this thread has been running or ready to run, in ns: its CPU
+ * time, and the time it waited for a CPU from its schedstat (statfd), which
+ * leaves the time it waited on I/O or locks.  Without statfd, its CPU time.
+ * (The schedstat's own run time lags by up to a scheduler tick.) */
+static int64_t runnable_ns(int statfd)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	int64_t t = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+	char buf[96];
+	ssize_t n = statfd >= 0 ? pread(statfd, buf, sizeof buf - 1, 0) : -1;
+	unsigned long long run, delay;
+	if (n > 0) {
+		buf[n] = 0;
+		if (sscanf(buf, "%llu %llu", &run, &delay) == 2)
+			t += (int64_t)delay;
+	}
+	return t;
 }
 
 static pid_t my_tid(void)
@@ -223,16 +251,16 @@ static void note_runner(gowsgi_sched *s)
 	s->runner_seq++;
 }
 
-/* Counts a request of took_ns in the moving averages; a queued one also
- * says that its thread ran cpu_ns of the wall_ns since the one before
- * ended. */
-static void note_request(gowsgi_sched *s, int64_t took_ns, int64_t cpu_ns, int64_t wall_ns)
+/* Counts a request of took_ns in the moving averages, and, unless busy_ns
+ * is negative, that its thread was running or ready to run for busy_ns of
+ * its wall_ns. */
+static void note_request(gowsgi_sched *s, int64_t took_ns, int64_t busy_ns, int64_t wall_ns)
 {
 	int64_t avg = __atomic_load_n(&s->avg_ns, __ATOMIC_RELAXED);
 	__atomic_store_n(&s->avg_ns, avg + (took_ns - avg) / 8, __ATOMIC_RELAXED);
-	if (cpu_ns < 0 || wall_ns <= 0)
+	if (busy_ns < 0 || wall_ns <= 0)
 		return;
-	int share = cpu_ns >= wall_ns ? 1024 : (int)(cpu_ns * 1024 / wall_ns);
+	int share = busy_ns >= wall_ns ? 1024 : (int)(busy_ns * 1024 / wall_ns);
 	int busy = __atomic_load_n(&s->busy, __ATOMIC_RELAXED);
 	__atomic_store_n(&s->busy, busy + (share - busy) / 8, __ATOMIC_RELAXED);
 }
@@ -593,18 +621,18 @@ static void read_interval(gowsgi_sched *s)
 /* Runs job and, while this thread is alone in holding a place, the queued
  * jobs after it, keeping the GIL.  Called with the GIL and a place; returns
  * with neither. */
-static void run_jobs(gowsgi_sched *s, gowsgi_job *job)
+static void run_jobs(gowsgi_sched *s, worker *w, gowsgi_job *job)
 {
-	int64_t last = now_ns(), last_cpu = cpu_ns(CLOCK_THREAD_CPUTIME_ID);
 	for (;;) {
 		sched_collect(s);
+		/* One request in SAMPLE tells how Python-bound they are: the
+		 * reading costs two system calls. */
+		int sample = __atomic_fetch_add(&s->nsample, 1, __ATOMIC_RELAXED) % SAMPLE == 0;
+		int64_t b0 = sample ? runnable_ns(w->statfd) : 0;
 		int64_t t0 = now_ns();
 		request_run(job);
-		int64_t t1 = now_ns(), cpu = cpu_ns(CLOCK_THREAD_CPUTIME_ID);
-		int64_t took = t1 - t0;
-		note_request(s, took, cpu - last_cpu, t1 - last);
-		last = t1;
-		last_cpu = cpu;
+		int64_t took = now_ns() - t0;
+		note_request(s, took, sample ? runnable_ns(w->statfd) - b0 : -1, took);
 		read_interval(s);
 		late_flush(s, 0);
 		pthread_mutex_lock(&s->mu);
@@ -645,6 +673,7 @@ static int watch(gowsgi_sched *s, worker *w)
 	int64_t step = WATCH_NS;
 	uint64_t seq = 0;
 	int64_t start_cpu = 0; /* the request's CPU time when first seen */
+	int stopped = 0;       /* the thread was found stopped last time */
 	for (;;) {
 		if (!startable(s))
 			return 0;
@@ -662,20 +691,33 @@ static int watch(gowsgi_sched *s, worker *w)
 		s->standby_w = w;
 		pthread_cond_timedwait(&w->cv, &s->mu, &dl);
 		s->standby_w = NULL;
-		if (s->running != 1 || s->runner_clock != clock)
+		if (s->running != 1 || s->runner_clock != clock) {
+			stopped = 0;
 			continue;
+		}
 		/* Without mu, which the thread watched may want. */
 		pid_t tid = s->runner_tid;
 		pthread_mutex_unlock(&s->mu);
 		late_flush(s, 0);
 		int64_t t1 = now_ns(), c1 = cpu_ns(clock);
-		int stalled = c0 < 0 || c1 < 0 ||
-			      ((c1 - c0) * 1024 < (t1 - t0) * STALLED && !preempted(tid));
+		int stalled = (c1 - c0) * 1024 < (t1 - t0) * STALLED && !preempted(tid);
 		pthread_mutex_lock(&s->mu);
-		if (s->running != 1 || s->runner_clock != clock)
+		if (s->running != 1 || s->runner_clock != clock) {
+			stopped = 0;
 			continue;
-		if (stalled)
-			return 1; /* waiting on I/O, most likely, the GIL let go */
+		}
+		if (c0 < 0 || c1 < 0)
+			return 1; /* the clock is gone: do as CPython would */
+		if (stalled) {
+			/* Twice in a row: a thread that waits a moment for a
+			 * lock is not taken for one waiting on I/O. */
+			if (stopped)
+				return 1; /* waiting on I/O, most likely, the GIL let go */
+			stopped = 1;
+			step = WATCH_NS;
+			continue;
+		}
+		stopped = 0;
 		if (s->runner_seq == seq &&
 		    c1 - start_cpu >= __atomic_load_n(&s->interval_ns, __ATOMIC_RELAXED))
 			return 1; /* a long request: it shares the GIL */
@@ -700,6 +742,7 @@ static void *worker_main(void *arg)
 {
 	worker *w = arg;
 	gowsgi_sched *s = w->s;
+	w->statfd = open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
 	int temp;
 	PyThreadState *ts = ts_get(s->gi, &temp);
 	pthread_mutex_lock(&s->mu);
@@ -730,7 +773,7 @@ static void *worker_main(void *arg)
 			}
 			pthread_mutex_unlock(&s->mu);
 			if (job != NULL) {
-				run_jobs(s, job);
+				run_jobs(s, w, job);
 			} else {
 				sched_collect(s);
 				PyEval_SaveThread();
@@ -764,6 +807,8 @@ static void *worker_main(void *arg)
 	}
 	pthread_mutex_unlock(&s->mu);
 	ts_release(s->gi, ts, temp);
+	if (w->statfd >= 0)
+		close(w->statfd);
 	pthread_mutex_lock(&s->mu);
 	s->nworkers--;
 	pthread_cond_broadcast(&s->exited);

@@ -492,9 +492,10 @@ func TestWatchingStandbySeesABlockedRequest(t *testing.T) {
 func TestBackToBackGivesWayBetweenRequests(t *testing.T) {
 	h, _ := newHandler(t, "application", wsgi.WithThreads(4))
 	srv := serve(t, h)
-	// Requests of 60 ms: the standby waits for the GIL from 50 ms into
-	// one, CPython would hand it over at 100 ms, and the request ends
-	// at 60. The margin is for a busy machine.
-	setSwitchInterval(t, srv, "0.05")
-	assert.NotZero(t, runAlone(t, h, srv, 4, 60, 8))
+	// Requests of 105 ms of CPU: the standby waits for the GIL once one
+	// has had 100 ms, CPython would hand it over 100 ms of wall time
+	// later, and the request needs 5 ms more: it ends first even on a
+	// thread that gets a twentieth of a core.
+	setSwitchInterval(t, srv, "0.1")
+	assert.NotZero(t, runAlone(t, h, srv, 4, 105, 8))
 }
