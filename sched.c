@@ -26,9 +26,10 @@
  *     steady load the overlap stays (a Django view fell to about half its
  *     throughput so).  So while requests are Python-bound (they last
  *     25 us or more, and their threads were running or waiting for a CPU,
- *     not for I/O or a lock, more than half of their time, on average) and one request runs, the standby does not wait for the
- *     GIL: it reads the CPU clock of that request's thread, after 0.1 ms
- *     and then less and less often, down to every 1.6 ms.  It waits for
+ *     not for I/O or a lock, more than half of their time, on average)
+ *     and one request runs, the standby does not wait for the GIL: it
+ *     reads the CPU clock of that request's thread, after 0.1 ms and then
+ *     less and less often, down to every 1.6 ms.  It waits for
  *     the GIL once it finds the thread stopped twice in a row, 0.1 ms
  *     apart, without having been preempted (it waits on I/O, most likely,
  *     with the GIL let go), or once the request has used a switch interval
@@ -49,8 +50,8 @@
  *     once: its notice waits on a short list, flushed when a few have
  *     gathered, when the oldest is half a millisecond old, when the
  *     thread is about to let go of the GIL or wait, and by the standby
- *     when it takes the GIL, or as it watches.  One wake-up of Go's network poller then
- *     sends several responses, instead of one each.
+ *     when it takes the GIL, or as it watches.  One wake-up of Go's
+ *     network poller then sends several responses, instead of one each.
  *
  * A request's Python, from the app call to close(), runs on one thread,
  * so threading.local values hold throughout; each request runs in a
@@ -159,11 +160,19 @@ struct gowsgi_sched {
 	int64_t late_at; /* when the first was added */
 };
 
-int64_t now_ns(void)
+/* Clock clock's time in ns, or -1 if it is gone (a thread's CPU clock,
+ * once the thread has exited). */
+static int64_t clock_ns(clockid_t clock)
 {
 	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
+	if (clock_gettime(clock, &ts) < 0)
+		return -1;
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int64_t now_ns(void)
+{
+	return clock_ns(CLOCK_MONOTONIC);
 }
 
 static struct timespec deadline(int64_t ns)
@@ -200,14 +209,6 @@ static int preempted(pid_t tid)
 	char *p = strrchr(buf, ')');
 	return p != NULL && p[1] == ' ' && p[2] == 'R';
 }
-
-static int64_t cpu_ns(clockid_t clock)
-{
-	struct timespec ts;
-	if (clock_gettime(clock, &ts) < 0)
-		return -1;
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 #endif
 
 /* The time this thread has been running or ready to run, in ns: its CPU
@@ -216,9 +217,7 @@ static int64_t cpu_ns(clockid_t clock)
  * (The schedstat's own run time lags by up to a scheduler tick.) */
 static int64_t runnable_ns(int statfd)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-	int64_t t = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+	int64_t t = clock_ns(CLOCK_THREAD_CPUTIME_ID);
 	char buf[96];
 	ssize_t n = statfd >= 0 ? pread(statfd, buf, sizeof buf - 1, 0) : -1;
 	unsigned long long run, delay;
@@ -253,14 +252,14 @@ static void note_runner(gowsgi_sched *s)
 
 /* Counts a request of took_ns in the moving averages, and, unless busy_ns
  * is negative, that its thread was running or ready to run for busy_ns of
- * its wall_ns. */
-static void note_request(gowsgi_sched *s, int64_t took_ns, int64_t busy_ns, int64_t wall_ns)
+ * them. */
+static void note_request(gowsgi_sched *s, int64_t took_ns, int64_t busy_ns)
 {
 	int64_t avg = __atomic_load_n(&s->avg_ns, __ATOMIC_RELAXED);
 	__atomic_store_n(&s->avg_ns, avg + (took_ns - avg) / 8, __ATOMIC_RELAXED);
-	if (busy_ns < 0 || wall_ns <= 0)
+	if (busy_ns < 0 || took_ns <= 0)
 		return;
-	int share = busy_ns >= wall_ns ? 1024 : (int)(busy_ns * 1024 / wall_ns);
+	int share = busy_ns >= took_ns ? 1024 : (int)(busy_ns * 1024 / took_ns);
 	int busy = __atomic_load_n(&s->busy, __ATOMIC_RELAXED);
 	__atomic_store_n(&s->busy, busy + (share - busy) / 8, __ATOMIC_RELAXED);
 }
@@ -363,8 +362,9 @@ void sched_collect(gowsgi_sched *s)
  * a standby there; the standby flushes the old notices each time it looks
  * at the thread it watches, and the whole list as soon as it has the GIL
  * (at the latest after CPython's switch interval) or goes idle without it,
- * and a thread flushes before it waits for Go or lets go of the GIL.  Go takes a
- * finished job off the list (sched_forget) before it reuses or frees it.
+ * and a thread flushes before it waits for Go or lets go of the GIL.  Go
+ * takes a finished job off the list (sched_forget) before it reuses or
+ * frees it.
  * Without a GIL (a free-threaded build) there is no such guarantee, and
  * Go is told at once. */
 
@@ -632,7 +632,7 @@ static void run_jobs(gowsgi_sched *s, worker *w, gowsgi_job *job)
 		int64_t t0 = now_ns();
 		request_run(job);
 		int64_t took = now_ns() - t0;
-		note_request(s, took, sample ? runnable_ns(w->statfd) - b0 : -1, took);
+		note_request(s, took, sample ? runnable_ns(w->statfd) - b0 : -1);
 		read_interval(s);
 		late_flush(s, 0);
 		pthread_mutex_lock(&s->mu);
@@ -682,7 +682,7 @@ static int watch(gowsgi_sched *s, worker *w)
 		    __atomic_load_n(&s->avg_ns, __ATOMIC_RELAXED) < SHORT_NS)
 			return 1;
 		clockid_t clock = s->runner_clock;
-		int64_t t0 = now_ns(), c0 = cpu_ns(clock);
+		int64_t t0 = now_ns(), c0 = clock_ns(clock);
 		if (s->runner_seq != seq) {
 			seq = s->runner_seq;
 			start_cpu = c0;
@@ -699,7 +699,7 @@ static int watch(gowsgi_sched *s, worker *w)
 		pid_t tid = s->runner_tid;
 		pthread_mutex_unlock(&s->mu);
 		late_flush(s, 0);
-		int64_t t1 = now_ns(), c1 = cpu_ns(clock);
+		int64_t t1 = now_ns(), c1 = clock_ns(clock);
 		int stalled = (c1 - c0) * 1024 < (t1 - t0) * STALLED && !preempted(tid);
 		pthread_mutex_lock(&s->mu);
 		if (s->running != 1 || s->runner_clock != clock) {
@@ -904,7 +904,7 @@ int gowsgi_job_submit(gowsgi_sched *s, gowsgi_job *job, char *hdrbuf, gowsgi_eve
 		sched_collect(s);
 		int64_t t1 = now_ns();
 		request_run(job);
-		note_request(s, now_ns() - t1, -1, 0);
+		note_request(s, now_ns() - t1, -1);
 		read_interval(s);
 		pthread_mutex_lock(&s->mu);
 		s->st.served++;
