@@ -6,6 +6,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -73,10 +75,14 @@ func TestLogAfterClose(t *testing.T) {
 	h, err := wsgi.NewHandler(wsgi.WithApp(testdata(t, "threads_app.py")), wsgi.WithLogger(slogFor(sink)))
 	require.NoError(t, err)
 	srv := serve(t, h)
-	assert.Equal(t, "logging", get(t, srv, "/bg-log").body)
+	done := filepath.Join(t.TempDir(), "done")
+	assert.Equal(t, "logging", get(t, srv, "/bg-log?"+url.QueryEscape(done)).body)
 	require.NoError(t, h.Close())
 	time.Sleep(200 * time.Millisecond) // the thread logs on, to slog.Default()
 	assert.NotEmpty(t, sink.event("threads_left"))
+	// The thread shares the GIL with the tests that come next: a
+	// scheduling test would see it take turns with its requests.
+	eventually(t, func() bool { return exists(done) }, "the app's thread never stopped")
 }
 
 // Two threads reading wsgi.input at once would share its buffer: while

@@ -6,6 +6,7 @@ import os
 import sys
 import threading
 import time
+import urllib.parse
 
 STATE = {}
 EVENTS = {"read": threading.Event(), "asked": threading.Event()}
@@ -43,18 +44,24 @@ def application(environ, start_response):
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [repr(STATE).encode()]
     if path == "/bg-log":
+        # ?PATH: a file created once the thread has stopped, for the test
+        # to wait on (the thread shares the GIL with the tests after it).
         errors = environ["wsgi.errors"]
+        done = urllib.parse.unquote(environ.get("QUERY_STRING", ""))
 
         def logger():
             for _ in range(25):  # outlives Close, then stops
                 errors.write("tick\n")
                 time.sleep(0.02)
+            if done:
+                open(done, "w").close()
         threading.Thread(target=logger, daemon=True).start()
         start_response("200 OK", [])
         return [b"logging"]
     if path == "/two-readers":
         stream = environ["wsgi.input"]
-        sys.setswitchinterval(1e-6)
+        old_interval = sys.getswitchinterval()
+        sys.setswitchinterval(1e-6)  # set back below: it is the process's
         out = {}
 
         def reader(name):
@@ -71,10 +78,13 @@ def application(environ, start_response):
                 out[name + "-refused"] = True
             out[name] = n
         threads = [threading.Thread(target=reader, args=(n,)) for n in ("a", "b")]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        try:
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        finally:
+            sys.setswitchinterval(old_interval)
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [repr(sorted(out.items())).encode()]
     if path == "/write-from-thread":
