@@ -40,8 +40,13 @@ func reportCgo(b *testing.B, before int64) {
 // BenchmarkHello is one hello-world request, a list response, through the
 // handler: Python's share of a request's cost. Budget: one cgo call.
 func BenchmarkHello(b *testing.B) {
-	h := benchHandler(b, testdata(b, "hello.py"))
-	req := httptest.NewRequest("GET", "/", nil)
+	benchSerial(b, benchHandler(b, testdata(b, "hello.py")), "/")
+}
+
+// benchSerial serves GET target through h, one request after another, and
+// reports the cgo calls a request makes.
+func benchSerial(b *testing.B, h *wsgi.Handler, target string) {
+	req := httptest.NewRequest("GET", target, nil)
 	w := &discardWriter{h: http.Header{}}
 	b.ReportAllocs()
 	before := runtime.NumCgoCall()
@@ -71,17 +76,8 @@ func benchParallel(b *testing.B, h *wsgi.Handler) {
 
 // BenchmarkStream is a generator of 100 chunks of 1 KiB.
 func BenchmarkStream(b *testing.B) {
-	h := benchHandler(b, appSpec(b, "application"))
-	req := httptest.NewRequest("GET", "/stream?n=100&size=1024", nil)
-	w := &discardWriter{h: http.Header{}}
-	b.ReportAllocs()
 	b.SetBytes(100 << 10)
-	before := runtime.NumCgoCall()
-	for b.Loop() {
-		clear(w.h)
-		h.ServeHTTP(w, req)
-	}
-	reportCgo(b, before)
+	benchSerial(b, benchHandler(b, appSpec(b, "application")), "/stream?n=100&size=1024")
 }
 
 // BenchmarkEcho64K posts 64 KiB that the app reads and sends back.
@@ -121,14 +117,7 @@ func BenchmarkHelloHTTP(b *testing.B) {
 // framework request costs through the handler, against the same view
 // called in a Python loop.
 func BenchmarkFlask(b *testing.B) {
-	h := benchHandler(b, flaskBench(b))
-	req := httptest.NewRequest("GET", "/", nil)
-	w := &discardWriter{h: http.Header{}}
-	b.ReportAllocs()
-	for b.Loop() {
-		clear(w.h)
-		h.ServeHTTP(w, req)
-	}
+	benchSerial(b, benchHandler(b, flaskBench(b)), "/")
 }
 
 // BenchmarkFlaskParallel: the same from GOMAXPROCS goroutines, which take

@@ -11,10 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
-	"runtime"
-	"runtime/debug"
 	"slices"
 	"strings"
 	"testing"
@@ -24,6 +21,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/gowsgi/wsgi"
+	"github.com/gowsgi/wsgi/internal/procstatus"
 )
 
 // recycleApp is the path of an app of testdata/recycle.
@@ -153,9 +151,10 @@ func lines(recs []map[string]string) []string {
 }
 
 // closeAbandoned has a handler of first.py serve path, closes it, and
-// checks that its interpreter was left alive rather than recycled. It
-// returns the interpreter's ID and what the handler logged.
-func closeAbandoned(t *testing.T, path string) (int64, *logSink) {
+// checks that its interpreter was left alive rather than recycled, with one
+// record logged saying why, and that the next handler gets another
+// interpreter. It returns that record and the next handler.
+func closeAbandoned(t *testing.T, path, why string) (map[string]string, *wsgi.Handler) {
 	t.Helper()
 	sink := &logSink{}
 	h, err := wsgi.NewHandler(wsgi.WithApp(recycleApp(t, "first.py")), wsgi.WithLogger(slogFor(sink)))
@@ -167,21 +166,21 @@ func closeAbandoned(t *testing.T, path string) (int64, *logSink) {
 	after := wsgi.Recycling()
 	assert.Equal(t, before.Abandoned+1, after.Abandoned, "%+v", after)
 	assert.Equal(t, before.Recycled, after.Recycled, "%+v", after)
-	return id, sink
+	recs := sink.find(why)
+	require.Len(t, recs, 1)
+
+	next, err := wsgi.NewHandler(wsgi.WithApp(recycleApp(t, "first.py")))
+	require.NoError(t, err)
+	t.Cleanup(func() { next.Close() })
+	assert.NotEqual(t, id, interpOf(t, next).ID, "the interpreter left alive is not handed on")
+	return recs[0], next
 }
 
 // TestNotRecycledWithThreads: an interpreter whose app still runs a thread
 // is left alive, and the next handler gets another one.
 func TestNotRecycledWithThreads(t *testing.T) {
-	id, sink := closeAbandoned(t, "/thread?30")
-	recs := sink.find("threads the app started are still running")
-	require.Len(t, recs, 1)
-	assert.Contains(t, recs[0]["threads"], "recycle-sleeper")
-
-	next, err := wsgi.NewHandler(wsgi.WithApp(recycleApp(t, "first.py")))
-	require.NoError(t, err)
-	t.Cleanup(func() { next.Close() })
-	assert.NotEqual(t, id, interpOf(t, next).ID, "the interpreter with the thread is not handed on")
+	rec, next := closeAbandoned(t, "/thread?30", "threads the app started are still running")
+	assert.Contains(t, rec["threads"], "recycle-sleeper")
 	var r firstReport
 	getJSON(t, serve(t, next), "/", &r)
 	assert.Nil(t, r.State)
@@ -190,15 +189,8 @@ func TestNotRecycledWithThreads(t *testing.T) {
 // TestNotRecycledWhenCleaningFails: an app that breaks the cleaning leaves
 // its interpreter alive, and the failure is logged.
 func TestNotRecycledWhenCleaningFails(t *testing.T) {
-	id, sink := closeAbandoned(t, "/break-cleaning")
-	recs := sink.find("cleaning the interpreter for the next handler failed")
-	require.Len(t, recs, 1)
-	assert.Contains(t, recs[0]["error"], "the app broke the cleaning")
-
-	next, err := wsgi.NewHandler(wsgi.WithApp(recycleApp(t, "first.py")))
-	require.NoError(t, err)
-	t.Cleanup(func() { next.Close() })
-	assert.NotEqual(t, id, interpOf(t, next).ID)
+	rec, _ := closeAbandoned(t, "/break-cleaning", "cleaning the interpreter for the next handler failed")
+	assert.Contains(t, rec["error"], "the app broke the cleaning")
 }
 
 // TestConcurrentHandlersNeverShare: handlers alive at once have distinct
@@ -279,10 +271,10 @@ func TestReloadInterpreterRecycles(t *testing.T) {
 		getJSON(t, srv, "/module-state", &st)
 		require.Nil(t, st.State, "a reload loads the app afresh")
 		if i == 5 {
-			warm = rss(t)
+			warm = procstatus.Settled(t).RSS
 		}
 	}
-	all := rss(t)
+	all := procstatus.Settled(t).RSS
 	end := wsgi.Recycling()
 	t.Logf("RSS %.1f MiB after 5 reloads, %.1f MiB after %d; %+v", float64(warm)/mib, float64(all)/mib, reloads, end)
 	assert.LessOrEqual(t, end.Created-start.Created, uint64(1), "%+v", end)
@@ -316,30 +308,6 @@ func TestOwnGILAndMainNotRecycled(t *testing.T) {
 	assert.Equal(t, before.Idle, after.Idle)
 }
 
-// rss returns the process's resident set size in bytes, after Go has
-// collected its garbage and given back what it can, so that what remains
-// is mostly Python's.
-func rss(t testing.TB) int64 {
-	t.Helper()
-	if runtime.GOOS != "linux" {
-		t.Skip("reads /proc/self/status")
-	}
-	runtime.GC()
-	debug.FreeOSMemory()
-	b, err := os.ReadFile("/proc/self/status")
-	require.NoError(t, err)
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			var kb int64
-			_, err := fmt.Sscanf(strings.TrimSpace(v), "%d kB", &kb)
-			require.NoError(t, err)
-			return kb << 10
-		}
-	}
-	t.Fatal("no VmRSS in /proc/self/status")
-	return 0
-}
-
 const mib = 1 << 20
 
 // cycles creates a handler with make, serves one request through it
@@ -355,10 +323,10 @@ func cycles(t *testing.T, n, warm int, make func() *wsgi.Handler, path string, c
 		check(rec.Code, rec.Body.String())
 		require.NoError(t, h.Close())
 		if i == warm {
-			afterWarm = rss(t)
+			afterWarm = procstatus.Settled(t).RSS
 		}
 	}
-	afterAll = rss(t)
+	afterAll = procstatus.Settled(t).RSS
 	t.Logf("RSS %.1f MiB after %d cycles, %.1f MiB after %d (%+.1f MiB); %v a cycle; %+v",
 		float64(afterWarm)/mib, warm, float64(afterAll)/mib, n, float64(afterAll-afterWarm)/mib,
 		(time.Since(start) / time.Duration(n)).Round(time.Millisecond), wsgi.Recycling())

@@ -490,14 +490,21 @@ void sched_unblock(gowsgi_job *job)
 	__atomic_add_fetch(&s->st.gil_wait_ns, now_ns() - t1, __ATOMIC_RELAXED);
 }
 
-void sched_arm_writer(gowsgi_job *job)
+/* Calls one of Go's writer functions for the job's request, with the GIL
+ * released. */
+static void call_writer(gowsgi_job *job, void (*fn)(uintptr_t, uint64_t))
 {
-	job->armed = 1;
 	uintptr_t handle = job->in.handle;
 	uint64_t gen = job->in.gen;
 	Py_BEGIN_ALLOW_THREADS
-	go_arm_writer(handle, gen);
+	fn(handle, gen);
 	Py_END_ALLOW_THREADS
+}
+
+void sched_arm_writer(gowsgi_job *job)
+{
+	job->armed = 1;
+	call_writer(job, go_arm_writer);
 }
 
 void sched_start_writer(gowsgi_job *job)
@@ -506,13 +513,8 @@ void sched_start_writer(gowsgi_job *job)
 	int started = job->writer;
 	job->writer = 1;
 	pthread_mutex_unlock(&job->mu);
-	if (started)
-		return; /* Go's timer started it */
-	uintptr_t handle = job->in.handle;
-	uint64_t gen = job->in.gen;
-	Py_BEGIN_ALLOW_THREADS
-	go_start_writer(handle, gen);
-	Py_END_ALLOW_THREADS
+	if (!started) /* else Go's timer started it */
+		call_writer(job, go_start_writer);
 }
 
 int gowsgi_job_claim_writer(gowsgi_job *job)

@@ -176,13 +176,21 @@ failure:
 	return NULL;
 }
 
-/* read(size=-1): returns a new bytes object. */
-static PyObject *input_read(gowsgi_req *rq, PyObject *const *args, Py_ssize_t nargs)
+/* Runs one of the readers below for a method called with an optional size
+ * (or hint): the request alive, no other thread inside a method. */
+static PyObject *input_call(gowsgi_req *rq, PyObject *const *args, Py_ssize_t nargs,
+			    PyObject *(*reader)(gowsgi_req *, Py_ssize_t))
 {
 	Py_ssize_t size;
 	if (parse_size(args, nargs, &size) < 0 || input_enter(rq) < 0)
 		return NULL;
-	return input_leave(rq, input_read_n(rq, size));
+	return input_leave(rq, reader(rq, size));
+}
+
+/* read(size=-1): returns a new bytes object. */
+static PyObject *input_read(gowsgi_req *rq, PyObject *const *args, Py_ssize_t nargs)
+{
+	return input_call(rq, args, nargs, input_read_n);
 }
 
 /* Reads a line: up to "\n", size bytes or the end of the body.  Returns a
@@ -233,10 +241,7 @@ failure:
 
 static PyObject *input_readline(gowsgi_req *rq, PyObject *const *args, Py_ssize_t nargs)
 {
-	Py_ssize_t size;
-	if (parse_size(args, nargs, &size) < 0 || input_enter(rq) < 0)
-		return NULL;
-	return input_leave(rq, input_readline_n(rq, size));
+	return input_call(rq, args, nargs, input_readline_n);
 }
 
 /* readlines(hint=-1): returns a new list of lines. */
@@ -270,10 +275,7 @@ failure:
 
 static PyObject *input_readlines(gowsgi_req *rq, PyObject *const *args, Py_ssize_t nargs)
 {
-	Py_ssize_t hint;
-	if (parse_size(args, nargs, &hint) < 0 || input_enter(rq) < 0)
-		return NULL;
-	return input_leave(rq, input_readlines_n(rq, hint));
+	return input_call(rq, args, nargs, input_readlines_n);
 }
 
 static PyObject *input_iternext(gowsgi_req *rq)

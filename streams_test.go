@@ -13,7 +13,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -21,6 +20,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/gowsgi/wsgi/internal/procstatus"
 )
 
 // chunked hides a reader's length, so the client sends it chunked.
@@ -118,7 +119,7 @@ func TestInputStreams(t *testing.T) {
 	srv := serve(t, h)
 	const size = 512 << 20
 	const chunk = 1 << 20
-	before := peakRSS(t)
+	before := procstatus.Settled(t).Peak
 	digest := sha256.New()
 	body := io.TeeReader(io.LimitReader(zeros{}, size), digest)
 	r := do(t, srv, http.MethodPost, "/echo-chunks?size="+strconv.Itoa(chunk), chunked{body})
@@ -134,7 +135,7 @@ func TestInputStreams(t *testing.T) {
 	for _, n := range got.Sizes {
 		require.Equal(t, chunk, n, "read(n) returns n bytes until the end")
 	}
-	growth := peakRSS(t) - before
+	growth := procstatus.Settled(t).Peak - before
 	assert.Less(t, growth, int64(128<<20), "peak RSS grew by %d MiB for a %d MiB body", growth>>20, size>>20)
 }
 
@@ -143,25 +144,6 @@ type zeros struct{}
 func (zeros) Read(p []byte) (int, error) {
 	clear(p)
 	return len(p), nil
-}
-
-// peakRSS returns the process's peak resident set size in bytes.
-func peakRSS(t *testing.T) int64 {
-	if runtime.GOOS != "linux" {
-		t.Skip("reads /proc/self/status")
-	}
-	b, err := os.ReadFile("/proc/self/status")
-	require.NoError(t, err)
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			var kb int64
-			_, err := fmt.Sscanf(strings.TrimSpace(v), "%d kB", &kb)
-			require.NoError(t, err)
-			return kb << 10
-		}
-	}
-	t.Fatal("no VmHWM in /proc/self/status")
-	return 0
 }
 
 // TestReadlineAcrossRefill: a line whose first byte is the last of the

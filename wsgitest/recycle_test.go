@@ -5,12 +5,8 @@ package wsgitest_test
 
 import (
 	"flag"
-	"fmt"
 	"os"
-	"runtime"
-	"runtime/debug"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -19,34 +15,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/gowsgi/wsgi"
+	"github.com/gowsgi/wsgi/internal/procstatus"
 	"github.com/gowsgi/wsgi/wsgitest"
 )
-
-// memory returns the process's resident set size and its peak, in bytes,
-// after Go has given back what it can.
-func memory(t *testing.T) (rss, peak int64) {
-	t.Helper()
-	if runtime.GOOS != "linux" {
-		t.Skip("reads /proc/self/status")
-	}
-	runtime.GC()
-	debug.FreeOSMemory()
-	b, err := os.ReadFile("/proc/self/status")
-	require.NoError(t, err)
-	for _, line := range strings.Split(string(b), "\n") {
-		key, v, _ := strings.Cut(line, ":")
-		var kb int64
-		fmt.Sscanf(strings.TrimSpace(v), "%d kB", &kb)
-		switch key {
-		case "VmRSS":
-			rss = kb << 10
-		case "VmHWM":
-			peak = kb << 10
-		}
-	}
-	require.NotZero(t, rss)
-	return rss, peak
-}
 
 const mib = 1 << 20
 
@@ -64,10 +35,11 @@ func many(t *testing.T, n int, load func(t *testing.T) *wsgitest.App, use func(t
 			t.FailNow()
 		}
 		if i == warm {
-			rssWarm, _ = memory(t)
+			rssWarm = procstatus.Settled(t).RSS
 		}
 	}
-	rss, peak := memory(t)
+	m := procstatus.Settled(t)
+	rss, peak := m.RSS, m.Peak
 	t.Logf("RSS %.1f MiB after %d apps, %.1f MiB after %d (peak %.1f MiB); %v an app; %+v",
 		float64(rssWarm)/mib, warm, float64(rss)/mib, n, float64(peak)/mib,
 		(time.Since(start) / time.Duration(n)).Round(time.Millisecond), wsgi.Recycling())
@@ -119,7 +91,7 @@ func TestManyApps(t *testing.T) {
 		assert.Less(t, growth, int64(48*mib))
 	})
 	if os.Getenv("GOWSGI_LONG") != "" {
-		_, peak := memory(t)
+		peak := procstatus.Settled(t).Peak
 		assert.Less(t, peak, int64(200*mib), "the test binary's peak RSS")
 	}
 }

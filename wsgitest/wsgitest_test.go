@@ -120,6 +120,17 @@ func (f *fakeT) get(app *wsgitest.App, target string) (resp *http.Response) {
 	return resp
 }
 
+// expected has app expect errors, runs app.Get(target) on f, checks that
+// nothing failed, and returns the response and the errors app has
+// recorded.
+func (f *fakeT) expected(t *testing.T, app *wsgitest.App, target string) (*http.Response, []wsgitest.Error) {
+	t.Helper()
+	app.ExpectErrors()
+	resp := f.get(app, target)
+	assert.Empty(t, f.take(), "an expected error does not fail the test")
+	return resp, app.Errors()
+}
+
 // one takes the failures recorded so far, which must be exactly one, and
 // returns it.
 func (f *fakeT) one(t *testing.T, msgAndArgs ...any) string {
@@ -226,24 +237,21 @@ func TestViolations(t *testing.T) {
 	assert.Equal(t, "GET /status-int", got[0].Request)
 	assert.Equal(t, "Status must be of type str (got 200)", got[0].Text)
 
-	t.Run("caught and logged by the app", func(t *testing.T) {
-		resp := f.get(app, "/close-input-caught")
-		assert.Equal(t, "caught", body(t, resp))
-		failure := f.one(t)
-		assert.Contains(t, failure, "GET /close-input-caught: the app broke PEP 3333: input.close() must not be called")
-		got := app.Errors()
-		assert.Equal(t, wsgitest.Violation, got[len(got)-1].Kind)
-		assert.Contains(t, got[len(got)-1].Traceback, "in application\n    environ[\"wsgi.input\"].close()")
-	})
-	t.Run("caught and logged through logging", func(t *testing.T) {
-		resp := f.get(app, "/close-input-logged")
-		assert.Equal(t, "caught", body(t, resp))
-		failure := f.one(t)
-		assert.Contains(t, failure, "GET /close-input-logged: the app broke PEP 3333: input.close() must not be called")
-		got := app.Errors()
-		assert.Equal(t, wsgitest.Violation, got[len(got)-1].Kind)
-		assert.Contains(t, got[len(got)-1].Traceback, "ERROR in logger testdata.app: Internal Server Error: /close-input-logged\nTraceback")
-	})
+	for _, tc := range []struct{ name, path, traceback string }{
+		{"caught and logged by the app", "/close-input-caught", "in application\n    environ[\"wsgi.input\"].close()"},
+		{"caught and logged through logging", "/close-input-logged",
+			"ERROR in logger testdata.app: Internal Server Error: /close-input-logged\nTraceback"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp := f.get(app, tc.path)
+			assert.Equal(t, "caught", body(t, resp))
+			failure := f.one(t)
+			assert.Contains(t, failure, "GET "+tc.path+": the app broke PEP 3333: input.close() must not be called")
+			got := app.Errors()
+			assert.Equal(t, wsgitest.Violation, got[len(got)-1].Kind)
+			assert.Contains(t, got[len(got)-1].Traceback, tc.traceback)
+		})
+	}
 	t.Run("not covered by ExpectErrors", func(t *testing.T) {
 		app.ExpectErrors()
 		f.run(func(testing.TB) { app.Get("/status-int") })
@@ -319,11 +327,8 @@ func TestExceptions(t *testing.T) {
 	assert.Regexp(t, `testdata/app\.py", line \d+, in application\n\s+raise ZeroDivisionError\("the app divided 1 by 0"\)`, failure)
 	assert.Contains(t, failure, "app.ExpectErrors()")
 
-	app.ExpectErrors()
-	resp = f.get(app, "/boom")
+	resp, got := f.expected(t, app, "/boom")
 	assert.Equal(t, 500, resp.StatusCode)
-	assert.Empty(t, f.take(), "an expected error does not fail the test")
-	got := app.Errors()
 	require.Len(t, got, 2)
 	assert.Equal(t, wsgitest.Exception, got[1].Kind)
 	assert.Equal(t, "GET /boom", got[1].Request)
@@ -350,10 +355,7 @@ func TestWsgiErrors(t *testing.T) {
 	failure = f.one(t)
 	assert.Contains(t, failure, "outside any one request: the app wrote to wsgi.errors:\n\twritten after the response")
 
-	app.ExpectErrors()
-	f.run(func(testing.TB) { app.Get("/log") })
-	assert.Empty(t, f.take())
-	got := app.Errors()
+	_, got := f.expected(t, app, "/log")
 	require.Len(t, got, 3)
 	assert.Equal(t, wsgitest.Error{Request: "GET /log", Kind: wsgitest.Logged, Text: "something odd happened\nand a second line"}, got[2])
 }
@@ -396,10 +398,7 @@ func TestLogging(t *testing.T) {
 	failure = f.one(t, "the handler is back after the app removed it")
 	assert.Contains(t, failure, "GET /logging: the app wrote to wsgi.errors:\n\tERROR in logger x: boom")
 
-	app.ExpectErrors()
-	f.run(func(testing.TB) { app.Get("/logging") })
-	assert.Empty(t, f.take())
-	got := app.Errors()
+	_, got := f.expected(t, app, "/logging")
 	require.Len(t, got, 6)
 	assert.Equal(t, wsgitest.Error{Request: "GET /logging", Kind: wsgitest.Logged, Text: "ERROR in logger x: boom"}, got[5])
 }
@@ -437,10 +436,7 @@ func TestAborted(t *testing.T) {
 		assert.Contains(t, failure, "GET /abort: the app raised RuntimeError")
 	})
 	t.Run("expected", func(t *testing.T) {
-		app.ExpectErrors()
-		f.run(func(testing.TB) { app.Get("/short") })
-		assert.Empty(t, f.take())
-		got := app.Errors()
+		_, got := f.expected(t, app, "/short")
 		assert.Equal(t, wsgitest.Aborted, got[len(got)-1].Kind)
 	})
 }
@@ -749,11 +745,8 @@ func TestDjangoLogged(t *testing.T) {
 	assert.Contains(t, failure, "\tLookupError: no such thing")
 	assert.Contains(t, failure, "app.ExpectErrors()")
 
-	app.ExpectErrors()
-	resp = f.get(app, "/boom/")
+	resp, got := f.expected(t, app, "/boom/")
 	assert.Equal(t, 500, resp.StatusCode)
-	assert.Empty(t, f.take(), "an expected error does not fail the test")
-	got := app.Errors()
 	require.Len(t, got, 2)
 	assert.Equal(t, wsgitest.Logged, got[1].Kind)
 	assert.Equal(t, "GET /boom/", got[1].Request)

@@ -42,12 +42,10 @@ import (
 	"github.com/gowsgi/wsgi/bench/compare/harness"
 )
 
-// debPackages are installed when missing. The first four build gowsgi (as
-// scripts/setup.sh does); the others are the servers, Flask, Django and wrk.
-var debPackages = []string{
-	"python3-dev", "pkg-config", "gcc", "libc6-dev",
-	"wrk", "uwsgi", "uwsgi-plugin-python3", "gunicorn", "python3-waitress", "python3-flask", "python3-django",
-}
+// debPackages are installed when missing: what builds gowsgi, wrk, the
+// other servers, Flask and Django.
+var debPackages = slices.Concat(harness.BuildPackages, harness.ServerPackages,
+	[]string{"python3-waitress", "python3-flask", "python3-django"})
 
 // python runs bench/apps/loop.py: Debian's Python, the one every server
 // runs the apps on.
@@ -160,7 +158,7 @@ type run struct {
 	client   *http.Client
 	results  map[string]map[string][]sample // server, workload
 	loops    map[string][]loopSample        // loop.py's view
-	failures []string
+	failures harness.Skips
 }
 
 func main() {
@@ -231,10 +229,9 @@ func (r *run) main(out string) error {
 		return err
 	}
 	r.env.apps = filepath.Join(root, "bench", "apps")
-	r.env.gowsgi = filepath.Join(r.tmp, "gowsgi")
 	fmt.Println("building ./cmd/gowsgi")
-	if out, err := exec.Command("go", "build", "-o", r.env.gowsgi, "./cmd/gowsgi").CombinedOutput(); err != nil {
-		return fmt.Errorf("go build ./cmd/gowsgi: %v\n%s", err, out)
+	if r.env.gowsgi, err = harness.BuildGowsgi(r.tmp); err != nil {
+		return err
 	}
 	if r.script, err = harness.PostScript(r.tmp, len(echoBody)); err != nil {
 		return err
@@ -281,30 +278,20 @@ func (r *run) main(out string) error {
 		}
 	}
 	fmt.Printf("\nmeasured in %v\n\n", time.Since(start).Round(time.Second))
-	report := r.report(start)
-	fmt.Print(report)
-	if out == "" {
-		return nil
-	}
-	return os.WriteFile(out, []byte(report), 0o644)
+	return harness.Publish(r.report(start), out)
 }
 
 // serve starts server s on the app of loads, measures each workload, and
 // kills the server's process tree. A server that does not start or does not
 // answer as it should is reported and skipped.
 func (r *run) serve(round int, s server, loads []workload) {
-	fail := func(w string, err error) {
-		msg := fmt.Sprintf("round %d, %s, %s: %v", round, s.name, w, err)
-		fmt.Println("SKIP", msg)
-		r.failures = append(r.failures, msg)
-	}
+	fail := func(w string, err error) { r.failures.Add(err, "round %d, %s, %s", round, s.name, w) }
 	all := names(loads, func(w workload) string { return w.name })
-	port, err := harness.FreePort()
+	addr, port, err := harness.FreeAddr()
 	if err != nil {
 		fail(all, err)
 		return
 	}
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	argv := s.argv(&r.env, addr, loads[0].module, loads[0].callable)
 	if _, err := exec.LookPath(argv[0]); err != nil {
 		fail(all, err)
@@ -384,16 +371,14 @@ func (r *run) loop(round int, views []string) {
 		if ee, ok := err.(*exec.ExitError); ok {
 			err = fmt.Errorf("%v: %s", err, ee.Stderr)
 		}
-		msg := fmt.Sprintf("round %d, loop.py: %v", round, err)
-		fmt.Println("SKIP", msg)
-		r.failures = append(r.failures, msg)
+		r.failures.Add(err, "round %d, loop.py", round)
 		return
 	}
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
 		var name string
 		var ls loopSample
 		if n, _ := fmt.Sscan(line, &name, &ls.cpu, &ls.wall, &ls.calls); n != 4 {
-			r.failures = append(r.failures, fmt.Sprintf("round %d, loop.py: unreadable line %q", round, line))
+			r.failures.Add(fmt.Errorf("unreadable line %q", line), "round %d, loop.py", round)
 			continue
 		}
 		ls.round = round

@@ -64,24 +64,11 @@ func (r *run) report(start time.Time) string {
 	var b strings.Builder
 	p := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
 
-	p("# gowsgi against other WSGI servers\n\n")
-	p("Written by `%s` on %s (the run took %v). Generated: run the command again rather than editing.\n\n",
-		harness.Command("./bench/compare"), start.Format("2006-01-02 15:04 MST"), time.Since(start).Round(time.Second))
-
-	p("## Machine\n\n")
-	for _, l := range harness.Machine() {
-		p("- %s\n", l)
-	}
-	p("\n## Versions\n\n")
-	p("- Go: %s\n", harness.First("go", "version"))
-	p("- gowsgi: %s\n", harness.First(r.env.gowsgi, "--version"))
-	p("- Python: %s (Debian's, for every server)\n", harness.First("/usr/bin/python3", "--version"))
-	p("- uWSGI: %s (python3 plugin %s)\n", harness.First("uwsgi", "--version"), harness.DebVersion("uwsgi-plugin-python3"))
-	p("- gunicorn: %s\n", harness.First("gunicorn", "--version"))
-	p("- waitress: %s (Debian package python3-waitress)\n", harness.DebVersion("python3-waitress"))
-	p("- Flask: %s (Debian package python3-flask)\n", harness.DebVersion("python3-flask"))
-	p("- Django: %s (Debian package python3-django)\n", harness.DebVersion("python3-django"))
-	p("- wrk: %s\n", harness.First("wrk", "-v"))
+	b.WriteString(harness.Head("gowsgi against other WSGI servers", "./bench/compare", start))
+	b.WriteString(harness.Versions(r.env.gowsgi,
+		"waitress: "+harness.DebVersion("python3-waitress")+" (Debian package python3-waitress)",
+		"Flask: "+harness.DebVersion("python3-flask")+" (Debian package python3-flask)",
+		"Django: "+harness.DebVersion("python3-django")+" (Debian package python3-django)"))
 
 	p("\n## Method\n\n")
 	p("%d round%s; in each, every server serves every workload once, one server at a time, "+
@@ -185,7 +172,7 @@ func (r *run) report(start time.Time) string {
 	if ex != "" {
 		p("\nThreads of the server that exited during the measured run (median over rounds), where any did:\n\n%s", ex)
 	}
-	b.WriteString(harness.Skipped(r.failures))
+	b.WriteString(r.failures.Report())
 	return b.String()
 }
 

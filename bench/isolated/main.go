@@ -24,7 +24,6 @@ import (
 	"math"
 	"net/http"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"regexp"
@@ -83,7 +82,7 @@ type run struct {
 	counts   []int // interpreters: 1 and 2
 	apps     []*app
 	results  map[string]map[int][]sample // app, interpreters
-	failures []string
+	failures harness.Skips
 	client   *http.Client
 }
 
@@ -146,14 +145,12 @@ func (r *run) main(out string) error {
 		return err
 	}
 	defer os.RemoveAll(r.tmp)
-	r.gowsgi = filepath.Join(r.tmp, "gowsgi")
 	fmt.Printf("building ./cmd/gowsgi against %s (%s)\n", r.prefix, r.python)
-	build := exec.Command("go", "build", "-o", r.gowsgi, "./cmd/gowsgi")
-	build.Env = append(os.Environ(),
+	r.gowsgi, err = harness.BuildGowsgi(r.tmp,
 		"PKG_CONFIG_PATH="+filepath.Join(r.prefix, "lib", "pkgconfig"),
 		"CGO_LDFLAGS=-Wl,-rpath,"+filepath.Join(r.prefix, "lib"))
-	if out, err := build.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build ./cmd/gowsgi: %v\n%s", err, out)
+	if err != nil {
+		return err
 	}
 
 	r.apps = []*app{
@@ -177,12 +174,8 @@ func (r *run) main(out string) error {
 			}
 		}
 	}
-	report := r.report(start)
-	fmt.Print("\n" + report)
-	if out == "" {
-		return nil
-	}
-	return os.WriteFile(out, []byte(report), 0o644)
+	fmt.Println()
+	return harness.Publish(r.report(start), out)
 }
 
 // argv is the gowsgi command line for app a with n interpreters.
@@ -194,17 +187,12 @@ func (r *run) argv(a *app, addr string, n int) []string {
 
 // measure runs one measurement: app a with n interpreters.
 func (r *run) measure(round int, a *app, n int) {
-	fail := func(err error) {
-		msg := fmt.Sprintf("round %d, %s, %d interpreter(s): %v", round, a.name, n, err)
-		fmt.Println("SKIP", msg)
-		r.failures = append(r.failures, msg)
-	}
-	port, err := harness.FreePort()
+	fail := func(err error) { r.failures.Add(err, "round %d, %s, %d interpreter(s)", round, a.name, n) }
+	addr, port, err := harness.FreeAddr()
 	if err != nil {
 		fail(err)
 		return
 	}
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	name := fmt.Sprintf("gowsgi-%s-%d", a.name, n)
 	srv, err := harness.StartServer(name, r.argv(a, addr, n), r.appsDir, nil,
 		filepath.Join(r.tmp, fmt.Sprintf("%s-%d.log", name, round)))
@@ -252,16 +240,10 @@ func (r *run) measure(round int, a *app, n int) {
 func (r *run) report(start time.Time) string {
 	var b strings.Builder
 	p := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
-	p("# gowsgi: one or two interpreters with their own GIL\n\n")
-	p("Written by `%s` on %s (the run took %v). Generated: run the command again rather than editing.\n\n",
-		harness.Command("./bench/isolated"),
-		start.Format("2006-01-02 15:04 MST"), time.Since(start).Round(time.Second))
-	p("## Machine\n\n")
-	for _, l := range harness.Machine() {
-		p("- %s\n", l)
-	}
-	p("- Go: %s; %s from %s; Flask %s (Debian); wrk: %s\n\n", harness.First("go", "version"), r.python, homeRelative(r.prefix),
-		harness.DebVersion("python3-flask"), harness.First("wrk", "-v"))
+	b.WriteString(harness.Head("gowsgi: one or two interpreters with their own GIL", "./bench/isolated", start,
+		fmt.Sprintf("Go: %s; %s from %s; Flask %s (Debian); wrk: %s", harness.First("go", "version"), r.python,
+			homeRelative(r.prefix), harness.DebVersion("python3-flask"), harness.First("wrk", "-v"))))
+	p("\n")
 	p("## Method\n\n")
 	shown := strings.Join(append([]string{"gowsgi"}, r.argv(r.apps[0], "127.0.0.1:PORT", 1)[1:]...), " ")
 	p("gowsgi built against that Python, started as\n\n    %s\n\n", strings.ReplaceAll(shown, r.appsDir, "bench/apps"))
@@ -314,7 +296,7 @@ func (r *run) report(start time.Time) string {
 	p("- RSS is read once, right after the measured run; memory per interpreter is the difference of the medians.\n")
 	p("- With one interpreter, its %d threads take turns on one GIL, and the hand-offs cost CPU time of their own; "+
 		"with two, each GIL has fewer takers. So 2 vs 1 can exceed the ratio of the cores used, even 2x.\n", r.threads)
-	b.WriteString(harness.Skipped(r.failures))
+	b.WriteString(r.failures.Report())
 	return b.String()
 }
 

@@ -41,6 +41,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -50,10 +51,7 @@ import (
 
 // debPackages are installed when missing: what builds gowsgi, the other
 // servers and wrk.
-var debPackages = []string{
-	"python3-dev", "pkg-config", "gcc", "libc6-dev",
-	"wrk", "uwsgi", "uwsgi-plugin-python3", "gunicorn",
-}
+var debPackages = slices.Concat(harness.BuildPackages, harness.ServerPackages)
 
 // server is one way of serving apps:router on addr.
 type server struct {
@@ -131,7 +129,7 @@ type run struct {
 	servers   []server
 	client    *http.Client
 	results   map[string]map[string][]result // server, phase
-	failures  []string
+	failures  harness.Skips
 	nofile    [2]uint64 // the soft and hard limits found at start
 	nofileSet uint64    // the soft limit this process and the servers run with
 }
@@ -226,10 +224,9 @@ func (r *run) main(out string, need int) error {
 	}
 	defer os.RemoveAll(r.tmp)
 	r.env.apps = filepath.Join(root, "bench", "apps")
-	r.env.gowsgi = filepath.Join(r.tmp, "gowsgi")
 	fmt.Println("building ./cmd/gowsgi")
-	if out, err := exec.Command("go", "build", "-o", r.env.gowsgi, "./cmd/gowsgi").CombinedOutput(); err != nil {
-		return fmt.Errorf("go build ./cmd/gowsgi: %v\n%s", err, out)
+	if r.env.gowsgi, err = harness.BuildGowsgi(r.tmp); err != nil {
+		return err
 	}
 
 	// A phase costs a server start and its probes (up to 4 s, uWSGI's),
@@ -253,28 +250,18 @@ func (r *run) main(out string, need int) error {
 		}
 	}
 	fmt.Printf("\nmeasured in %v\n\n", time.Since(start).Round(time.Second))
-	report := r.report(start)
-	fmt.Print(report)
-	if out == "" {
-		return nil
-	}
-	return os.WriteFile(out, []byte(report), 0o644)
+	return harness.Publish(r.report(start), out)
 }
 
 // measure runs phase ph on a fresh server s.
 func (r *run) measure(round int, s server, ph phase) {
 	began := time.Now()
-	fail := func(err error) {
-		msg := fmt.Sprintf("round %d, %s, %s: %v", round, s.name, ph.name, err)
-		fmt.Println("SKIP", msg)
-		r.failures = append(r.failures, msg)
-	}
-	port, err := harness.FreePort()
+	fail := func(err error) { r.failures.Add(err, "round %d, %s, %s", round, s.name, ph.name) }
+	addr, port, err := harness.FreeAddr()
 	if err != nil {
 		fail(err)
 		return
 	}
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	argv := s.argv(&r.env, addr)
 	if _, err := exec.LookPath(argv[0]); err != nil {
 		fail(err)

@@ -61,23 +61,10 @@ func (r *run) report(start time.Time) string {
 	p := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
 	slow, many := r.phases[1].readers, r.phases[2].readers
 
-	p("# Slow clients: gowsgi, uWSGI and gunicorn\n\n")
-	p("Written by `%s` on %s (the run took %v). Generated: run the command again rather than editing.\n\n",
-		harness.Command("./bench/slowclients"), start.Format("2006-01-02 15:04 MST"), time.Since(start).Round(time.Second))
-
-	p("## Machine\n\n")
-	for _, l := range harness.Machine() {
-		p("- %s\n", l)
-	}
-	p("- open files: soft limit %d, hard limit %d at start; this process and the servers ran with %d\n",
-		r.nofile[0], r.nofile[1], r.nofileSet)
-	p("\n## Versions\n\n")
-	p("- Go: %s\n", harness.First("go", "version"))
-	p("- gowsgi: %s\n", harness.First(r.env.gowsgi, "--version"))
-	p("- Python: %s (Debian's, for every server)\n", harness.First("/usr/bin/python3", "--version"))
-	p("- uWSGI: %s (python3 plugin %s)\n", harness.First("uwsgi", "--version"), harness.DebVersion("uwsgi-plugin-python3"))
-	p("- gunicorn: %s\n", harness.First("gunicorn", "--version"))
-	p("- wrk: %s\n", harness.First("wrk", "-v"))
+	b.WriteString(harness.Head("Slow clients: gowsgi, uWSGI and gunicorn", "./bench/slowclients", start,
+		fmt.Sprintf("open files: soft limit %d, hard limit %d at start; this process and the servers ran with %d",
+			r.nofile[0], r.nofile[1], r.nofileSet)))
+	b.WriteString(harness.Versions(r.env.gowsgi))
 
 	p("\n## Method\n\n")
 	p("Every server serves `apps:router` of bench/apps/apps.py: `/hello` (13 bytes), `/big` (1 MiB, one bytes "+
@@ -251,7 +238,7 @@ func (r *run) report(start time.Time) string {
 	if errs := r.clientErrors(); errs != "" {
 		p("\n%s", errs)
 	}
-	b.WriteString(harness.Skipped(r.failures))
+	b.WriteString(r.failures.Report())
 	return b.String()
 }
 

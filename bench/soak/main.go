@@ -20,10 +20,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/gowsgi/wsgi/internal/procstatus"
 )
 
 type sample struct {
@@ -169,22 +172,11 @@ func one(c *http.Client, base string, i int64, echo []byte) error {
 
 func measure(pid int, statsURL string, at int64) (sample, error) {
 	s := sample{Requests: at}
-	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	ps, err := procstatus.Read(strconv.Itoa(pid))
 	if err != nil {
 		return s, err
 	}
-	for _, line := range strings.Split(string(status), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 2 {
-			continue
-		}
-		switch f[0] {
-		case "VmRSS:":
-			fmt.Sscan(f[1], &s.RSSKiB)
-		case "Threads:":
-			fmt.Sscan(f[1], &s.Threads)
-		}
-	}
+	s.RSSKiB, s.Threads = ps.RSS>>10, ps.Threads
 	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
 	if err != nil {
 		return s, err

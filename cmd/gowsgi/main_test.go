@@ -120,20 +120,29 @@ func TestServeAndStopOnSIGTERM(t *testing.T) {
 	assert.Contains(t, stderr.String(), "stopping")
 }
 
-func TestBadAppExitsWithTraceback(t *testing.T) {
-	bin := gowsgiBin(t)
+// runBrokenApp runs the command with args on an app whose import fails,
+// checks that it exits with status 1 after a traceback naming the failure,
+// and returns its standard error.
+func runBrokenApp(t *testing.T, args ...string) string {
 	dir := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "broken.py"), []byte("import no_such_module_xyz\n"), 0o644))
-	cmd := exec.Command(bin, "--bind", "127.0.0.1:0", "--pythonpath", dir, "broken:application")
+	args = append(args, "--bind", "127.0.0.1:0", "--pythonpath", dir, "broken:application")
+	cmd := exec.Command(gowsgiBin(t), args...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	err := cmd.Run()
 	var exit *exec.ExitError
 	require.ErrorAs(t, err, &exit)
 	assert.Equal(t, 1, exit.ExitCode())
-	lines := strings.SplitN(stderr.String(), "\n", 2)
-	assert.Contains(t, lines[0], `load "broken:application": ModuleNotFoundError`)
+	assert.Contains(t, stderr.String(), `load "broken:application": ModuleNotFoundError`)
 	assert.Contains(t, stderr.String(), "Traceback (most recent call last)")
+	return stderr.String()
+}
+
+func TestBadAppExitsWithTraceback(t *testing.T) {
+	stderr := runBrokenApp(t)
+	first, _, _ := strings.Cut(stderr, "\n")
+	assert.Contains(t, first, `load "broken:application": ModuleNotFoundError`, "the failure comes first")
 }
 
 func TestBadFlags(t *testing.T) {

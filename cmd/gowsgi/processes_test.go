@@ -22,12 +22,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gowsgi/wsgi"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/gowsgi/wsgi"
 )
 
 // server is a running gowsgi, in a process group of its own with its
@@ -452,18 +453,8 @@ func TestProcessesBadValues(t *testing.T) {
 }
 
 func TestProcessesAppThatFailsToLoad(t *testing.T) {
-	dir := t.TempDir()
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "broken.py"), []byte("import no_such_module_xyz\n"), 0o644))
-	cmd := exec.Command(gowsgiBin(t), "--processes", "2", "--bind", "127.0.0.1:0", "--pythonpath", dir, "broken:application")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	err := cmd.Run()
-	var exit *exec.ExitError
-	require.ErrorAs(t, err, &exit)
-	assert.Equal(t, 1, exit.ExitCode())
-	assert.Contains(t, stderr.String(), `load "broken:application": ModuleNotFoundError`)
-	assert.Contains(t, stderr.String(), "Traceback (most recent call last)")
-	assert.Contains(t, stderr.String(), `msg="gowsgi: the workers could not start"`)
+	stderr := runBrokenApp(t, "--processes", "2")
+	assert.Contains(t, stderr, `msg="gowsgi: the workers could not start"`)
 }
 
 func TestMetricsSingleProcess(t *testing.T) {

@@ -9,7 +9,6 @@
 package harness
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -28,10 +27,20 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/gowsgi/wsgi/internal/procstatus"
 )
 
 // ---------------------------------------------------------------------------
 // Debian packages
+
+// BuildPackages build gowsgi against Debian's Python, as scripts/setup.sh
+// installs them.
+var BuildPackages = []string{"python3-dev", "pkg-config", "gcc", "libc6-dev"}
+
+// ServerPackages are wrk and the servers every comparison runs beside
+// gowsgi, with Debian's Python.
+var ServerPackages = []string{"wrk", "uwsgi", "uwsgi-plugin-python3", "gunicorn"}
 
 // MissingPackages returns the packages of pkgs that dpkg does not list as
 // installed.
@@ -201,14 +210,16 @@ func (s *Server) WaitReady(ctx context.Context, timeout time.Duration, probe fun
 	}
 }
 
-// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
-func FreePort() (int, error) {
+// FreeAddr returns an address on 127.0.0.1, and its port, that was free a
+// moment ago.
+func FreeAddr() (addr string, port int, err error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return 0, err
+		return "", 0, err
 	}
 	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
+	port = ln.Addr().(*net.TCPAddr).Port
+	return fmt.Sprintf("127.0.0.1:%d", port), port, nil
 }
 
 // ---------------------------------------------------------------------------
@@ -290,16 +301,8 @@ func TreeCPU(root int) time.Duration {
 func TreeRSS(root int) int64 {
 	var kib int64
 	for _, pid := range Tree(root) {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-		if err != nil {
-			continue
-		}
-		sc := bufio.NewScanner(bytes.NewReader(b))
-		for sc.Scan() {
-			if f := strings.Fields(sc.Text()); len(f) >= 2 && f[0] == "VmRSS:" {
-				v, _ := strconv.ParseInt(f[1], 10, 64)
-				kib += v
-			}
+		if s, err := procstatus.Read(strconv.Itoa(pid)); err == nil {
+			kib += s.RSS >> 10
 		}
 	}
 	return kib
@@ -650,14 +653,25 @@ func MinMax(xs []float64) (lo, hi float64) {
 }
 
 // Skipped is the report section listing the measurements that failed, one
-// line each (the first line of its message), or "" when none did.
-func Skipped(failures []string) string {
-	if len(failures) == 0 {
+// Skips are the measurements a run could not make: each is printed when
+// it happens and listed at the end of the report.
+type Skips []string
+
+// Add records that what could not be measured, because of err.
+func (s *Skips) Add(err error, what string, a ...any) {
+	msg := fmt.Sprintf(what, a...) + ": " + err.Error()
+	fmt.Println("SKIP", msg)
+	*s = append(*s, msg)
+}
+
+// Report is the report's section listing them, "" when there are none.
+func (s Skips) Report() string {
+	if len(s) == 0 {
 		return ""
 	}
 	var b strings.Builder
 	b.WriteString("\n## Skipped measurements\n\n")
-	for _, f := range failures {
+	for _, f := range s {
 		first, _, _ := strings.Cut(f, "\n")
 		fmt.Fprintf(&b, "- %s\n", first)
 	}
@@ -766,4 +780,63 @@ func Plural(n int) string {
 		return ""
 	}
 	return "s"
+}
+
+// ---------------------------------------------------------------------------
+// Building gowsgi and writing the report
+
+// BuildGowsgi builds ./cmd/gowsgi into dir, from the module's root (see
+// Prepare), with env added to this process's environment, and returns the
+// binary's path.
+func BuildGowsgi(dir string, env ...string) (string, error) {
+	bin := filepath.Join(dir, "gowsgi")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/gowsgi")
+	build.Env = append(os.Environ(), env...)
+	if out, err := build.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build ./cmd/gowsgi: %v\n%s", err, out)
+	}
+	return bin, nil
+}
+
+// Head is the start of a report: its title, the command that wrote it and
+// when, and a machine section of Machine's lines and then machine's.
+func Head(title, pkg string, start time.Time, machine ...string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# %s\n\n", title)
+	fmt.Fprintf(&b, "Written by `%s` on %s (the run took %v). Generated: run the command again rather than editing.\n\n",
+		Command(pkg), start.Format("2006-01-02 15:04 MST"), time.Since(start).Round(time.Second))
+	b.WriteString("## Machine\n\n")
+	for _, l := range append(Machine(), machine...) {
+		fmt.Fprintf(&b, "- %s\n", l)
+	}
+	return b.String()
+}
+
+// Versions is the versions section of a report comparing gowsgi (the binary
+// at gowsgi) with uWSGI and gunicorn on Debian's Python: Go, the servers,
+// Python and wrk, then more's lines.
+func Versions(gowsgi string, more ...string) string {
+	lines := append([]string{
+		"Go: " + First("go", "version"),
+		"gowsgi: " + First(gowsgi, "--version"),
+		"Python: " + First("/usr/bin/python3", "--version") + " (Debian's, for every server)",
+		fmt.Sprintf("uWSGI: %s (python3 plugin %s)", First("uwsgi", "--version"), DebVersion("uwsgi-plugin-python3")),
+		"gunicorn: " + First("gunicorn", "--version"),
+		"wrk: " + First("wrk", "-v"),
+	}, more...)
+	var b strings.Builder
+	b.WriteString("\n## Versions\n\n")
+	for _, l := range lines {
+		fmt.Fprintf(&b, "- %s\n", l)
+	}
+	return b.String()
+}
+
+// Publish prints a report and writes it to the file out, unless out is "".
+func Publish(report, out string) error {
+	fmt.Print(report)
+	if out == "" {
+		return nil
+	}
+	return os.WriteFile(out, []byte(report), 0o644)
 }
