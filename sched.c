@@ -52,6 +52,10 @@
  *     thread is about to let go of the GIL or wait, and by the standby
  *     when it takes the GIL, or as it watches.  One wake-up of Go's
  *     network poller then sends several responses, instead of one each.
+ *     While the queue is deep, more gather, for longer: Go's threads
+ *     wake less often and take less CPU from Python's.  Not with a short
+ *     queue: the clients of the notices send their next requests only
+ *     once they have their responses, and the queue would run dry.
  *
  * A request's Python, from the app call to close(), runs on one thread,
  * so threading.local values hold throughout; each request runs in a
@@ -63,6 +67,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <string.h>
 #include <time.h>
@@ -75,11 +80,16 @@
 #define SHORT_WAIT_NS (200 * 1000)
 /* An idle worker beyond the first exits after this long. */
 #define IDLE_EXIT_NS (30LL * 1000 * 1000 * 1000)
-/* Late notices: at most LATE_MAX wait, and a request's end flushes them
- * once LATE_FLUSH wait or the oldest has waited LATE_AGE_NS. */
+/* Late notices: at most LATE_MAX wait.  A request's end flushes them once
+ * LATE_FLUSH wait or the oldest has waited LATE_AGE_NS; while the queue
+ * holds LATE_DEEP_NS or more of requests like the last ones, once
+ * LATE_DEEP_FLUSH wait or the oldest has waited LATE_DEEP_AGE_NS. */
 #define LATE_MAX 32
 #define LATE_FLUSH 8
 #define LATE_AGE_NS (500 * 1000)
+#define LATE_DEEP_NS (3000 * 1000)
+#define LATE_DEEP_FLUSH 16
+#define LATE_DEEP_AGE_NS (1500 * 1000)
 /* CPython's switch interval until the scheduler reads the interpreter's. */
 #define DEFAULT_INTERVAL_NS (5 * 1000 * 1000)
 /* A standby that watches the running request looks at its thread after
@@ -409,13 +419,19 @@ void sched_forget(gowsgi_job *job)
 }
 
 /* Sends the late notices: all of them, or only when enough have gathered
- * or the oldest is old enough. */
+ * or the oldest is old enough, by the limits for a short queue or, with
+ * more to run meanwhile, for a deep one. */
 static void late_flush(gowsgi_sched *s, int all)
 {
 	if (__atomic_load_n(&s->nlate, __ATOMIC_RELAXED) == 0)
 		return;
+	/* Read without mu: a hint. */
+	int deep = __atomic_load_n(&s->qlen, __ATOMIC_RELAXED) *
+			   __atomic_load_n(&s->avg_ns, __ATOMIC_RELAXED) >=
+		   LATE_DEEP_NS;
 	pthread_mutex_lock(&s->late_mu);
-	if (all || s->nlate >= LATE_FLUSH || now_ns() - s->late_at >= LATE_AGE_NS) {
+	if (all || s->nlate >= (deep ? LATE_DEEP_FLUSH : LATE_FLUSH) ||
+	    now_ns() - s->late_at >= (deep ? LATE_DEEP_AGE_NS : LATE_AGE_NS)) {
 		for (int i = 0; i < s->nlate; i++) {
 			output_notify(s->late[i]);
 			/* After the last touch: sched_forget may now return. */
@@ -745,6 +761,9 @@ static void *worker_main(void *arg)
 	worker *w = arg;
 	gowsgi_sched *s = w->s;
 	w->statfd = open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
+	/* Named, so that top -H, ps -L and perf tell Python's threads from
+	 * Go's. */
+	prctl(PR_SET_NAME, "wsgi-python");
 	int temp;
 	PyThreadState *ts = ts_get(s->gi, &temp);
 	pthread_mutex_lock(&s->mu);

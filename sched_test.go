@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -53,6 +54,29 @@ func TestRequestsOverlapWhileOneBlocks(t *testing.T) {
 		assert.Equal(t, "Hello, World!", r.body, "served while another request waits on I/O")
 	}
 	require.False(t, slow.ended(), "the slow request ended before it was released")
+	slow.open()
+}
+
+// The threads that run queued requests are named, so that top -H, ps -L
+// and perf tell them from Go's.
+func TestPythonThreadsAreNamed(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("reads /proc/self/task")
+	}
+	h, _ := newHandler(t, "application")
+	srv := serve(t, h)
+	slow := startGated(t, srv) // runs on its goroutine's thread
+	r := get(t, srv, "/hello") // queued: a worker runs it
+	require.NoError(t, r.err)
+	names, err := filepath.Glob("/proc/self/task/*/comm")
+	require.NoError(t, err)
+	named := 0
+	for _, f := range names {
+		if b, err := os.ReadFile(f); err == nil && strings.TrimSpace(string(b)) == "wsgi-python" {
+			named++
+		}
+	}
+	assert.Positive(t, named, "no thread is named wsgi-python")
 	slow.open()
 }
 
