@@ -131,6 +131,15 @@ func (f *fakeT) expected(t *testing.T, app *wsgitest.App, target string) (*http.
 	return resp, app.Errors()
 }
 
+// lastExpected runs target as expected does and returns the last error
+// app has recorded, checking that it has recorded n in all.
+func (f *fakeT) lastExpected(t *testing.T, app *wsgitest.App, target string, n int) wsgitest.Error {
+	t.Helper()
+	_, got := f.expected(t, app, target)
+	require.Len(t, got, n)
+	return got[n-1]
+}
+
 // one takes the failures recorded so far, which must be exactly one, and
 // returns it.
 func (f *fakeT) one(t *testing.T, msgAndArgs ...any) string {
@@ -351,13 +360,11 @@ func TestWsgiErrors(t *testing.T) {
 	assert.Equal(t, "later", body(t, resp))
 	assert.Empty(t, f.take(), "nothing written while the request ran")
 	require.NoError(t, os.WriteFile(gate, nil, 0o644)) // the request is over: now the thread writes
-	require.Eventually(t, func() bool { return f.Failed() }, 5*time.Second, 10*time.Millisecond)
-	failure = f.one(t)
+	failure = f.awaitOne(t)
 	assert.Contains(t, failure, "outside any one request: the app wrote to wsgi.errors:\n\twritten after the response")
 
-	_, got := f.expected(t, app, "/log")
-	require.Len(t, got, 3)
-	assert.Equal(t, wsgitest.Error{Request: "GET /log", Kind: wsgitest.Logged, Text: "something odd happened\nand a second line"}, got[2])
+	assert.Equal(t, wsgitest.Error{Request: "GET /log", Kind: wsgitest.Logged, Text: "something odd happened\nand a second line"},
+		f.lastExpected(t, app, "/log", 3))
 }
 
 func TestLogging(t *testing.T) {
@@ -398,9 +405,8 @@ func TestLogging(t *testing.T) {
 	failure = f.one(t, "the handler is back after the app removed it")
 	assert.Contains(t, failure, "GET /logging: the app wrote to wsgi.errors:\n\tERROR in logger x: boom")
 
-	_, got := f.expected(t, app, "/logging")
-	require.Len(t, got, 6)
-	assert.Equal(t, wsgitest.Error{Request: "GET /logging", Kind: wsgitest.Logged, Text: "ERROR in logger x: boom"}, got[5])
+	assert.Equal(t, wsgitest.Error{Request: "GET /logging", Kind: wsgitest.Logged, Text: "ERROR in logger x: boom"},
+		f.lastExpected(t, app, "/logging", 6))
 }
 
 func TestAborted(t *testing.T) {
