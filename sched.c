@@ -133,7 +133,7 @@ struct gowsgi_sched {
 	gowsgi_interp *gi;
 	int places, running, max_queue;
 	gowsgi_job *qhead, *qtail;
-	int qlen;
+	int qlen; /* changed atomically under mu; late_flush reads it without */
 	place_waiter *whead, *wtail;
 	int nwait;
 	worker *idle;
@@ -552,7 +552,7 @@ static gowsgi_job *queue_pop(gowsgi_sched *s)
 	s->qhead = job->qnext;
 	if (s->qhead == NULL)
 		s->qtail = NULL;
-	s->qlen--;
+	__atomic_sub_fetch(&s->qlen, 1, __ATOMIC_RELAXED);
 	job->queued = 0;
 	job->qnext = NULL;
 	s->st.queue_wait_ns += now_ns() - job->queued_at;
@@ -761,8 +761,8 @@ static void *worker_main(void *arg)
 	worker *w = arg;
 	gowsgi_sched *s = w->s;
 	w->statfd = open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
-	/* Named, so that top -H, ps -L and perf tell Python's threads from
-	 * Go's. */
+	/* Named, so that top -H, ps -L and perf show the threads that run
+	 * the queue (and, by Linux's rule, the threads started from them). */
 	prctl(PR_SET_NAME, "wsgi-python");
 	int temp;
 	PyThreadState *ts = ts_get(s->gi, &temp);
@@ -953,7 +953,7 @@ int gowsgi_job_submit(gowsgi_sched *s, gowsgi_job *job, char *hdrbuf, gowsgi_eve
 	else
 		s->qhead = job;
 	s->qtail = job;
-	s->qlen++;
+	__atomic_add_fetch(&s->qlen, 1, __ATOMIC_RELAXED);
 	ensure_standby(s);
 	pthread_mutex_unlock(&s->mu);
 	return GOWSGI_QUEUED;
@@ -972,7 +972,7 @@ int gowsgi_job_cancel(gowsgi_sched *s, gowsgi_job *job)
 				break;
 			}
 		}
-		s->qlen--;
+		__atomic_sub_fetch(&s->qlen, 1, __ATOMIC_RELAXED);
 		job->queued = 0;
 		job->qnext = NULL;
 		s->st.queue_wait_ns += now_ns() - job->queued_at;

@@ -66,18 +66,13 @@ func TestPythonThreadsAreNamed(t *testing.T) {
 	h, _ := newHandler(t, "application")
 	srv := serve(t, h)
 	slow := startGated(t, srv) // runs on its goroutine's thread
-	r := get(t, srv, "/hello") // queued: a worker runs it
+	defer slow.open()
+	r := get(t, srv, "/native-thread")
 	require.NoError(t, r.err)
-	names, err := filepath.Glob("/proc/self/task/*/comm")
-	require.NoError(t, err)
-	named := 0
-	for _, f := range names {
-		if b, err := os.ReadFile(f); err == nil && strings.TrimSpace(string(b)) == "wsgi-python" {
-			named++
-		}
-	}
-	assert.Positive(t, named, "no thread is named wsgi-python")
-	slow.open()
+	require.EqualValues(t, 1, h.Stats().Interpreters[0].Direct, "the request was queued, not run on its own thread")
+	comm, err := os.ReadFile("/proc/self/task/" + r.body + "/comm")
+	require.NoError(t, err, "the thread that ran the queued request")
+	assert.Equal(t, "wsgi-python", strings.TrimSpace(string(comm)))
 }
 
 // Requests queued behind a busy interpreter run back to back on one

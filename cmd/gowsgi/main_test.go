@@ -124,6 +124,7 @@ func TestServeAndStopOnSIGTERM(t *testing.T) {
 // checks that it exits with status 1 after a traceback naming the failure,
 // and returns its standard error.
 func runBrokenApp(t *testing.T, args ...string) string {
+	t.Helper()
 	dir := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "broken.py"), []byte("import no_such_module_xyz\n"), 0o644))
 	args = append(args, "--bind", "127.0.0.1:0", "--pythonpath", dir, "broken:application")

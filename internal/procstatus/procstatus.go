@@ -10,7 +10,6 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
-	"testing"
 )
 
 // Status holds the figures read: sizes in bytes.
@@ -55,11 +54,18 @@ func Read(pid string) (Status, error) {
 	return s, nil
 }
 
+// TB is the part of testing.TB that Settled uses.
+type TB interface {
+	Helper()
+	Skip(args ...any)
+	Fatal(args ...any)
+}
+
 // Settled returns this process's figures after Go has collected its
 // garbage and given back to the system what it can, so that what remains
 // resident is mostly the C side's (Python's). It skips t where there is no
 // /proc/self/status (not Linux) and fails t when the file cannot be read.
-func Settled(t testing.TB) Status {
+func Settled(t TB) Status {
 	t.Helper()
 	if runtime.GOOS != "linux" {
 		t.Skip("reads /proc/self/status")

@@ -652,7 +652,6 @@ func MinMax(xs []float64) (lo, hi float64) {
 	return lo, hi
 }
 
-// Skipped is the report section listing the measurements that failed, one
 // Skips are the measurements a run could not make: each is printed when
 // it happens and listed at the end of the report.
 type Skips []string
@@ -664,7 +663,8 @@ func (s *Skips) Add(err error, what string, a ...any) {
 	*s = append(*s, msg)
 }
 
-// Report is the report's section listing them, "" when there are none.
+// Report is the report's section listing them, the first line of each, ""
+// when there are none.
 func (s Skips) Report() string {
 	if len(s) == 0 {
 		return ""
@@ -814,7 +814,7 @@ func Head(title, pkg string, start time.Time, machine ...string) string {
 
 // Versions is the versions section of a report comparing gowsgi (the binary
 // at gowsgi) with uWSGI and gunicorn on Debian's Python: Go, the servers,
-// Python and wrk, then more's lines.
+// Python, more's lines, and wrk.
 func Versions(gowsgi string, more ...string) string {
 	lines := append([]string{
 		"Go: " + First("go", "version"),
@@ -822,8 +822,8 @@ func Versions(gowsgi string, more ...string) string {
 		"Python: " + First("/usr/bin/python3", "--version") + " (Debian's, for every server)",
 		fmt.Sprintf("uWSGI: %s (python3 plugin %s)", First("uwsgi", "--version"), DebVersion("uwsgi-plugin-python3")),
 		"gunicorn: " + First("gunicorn", "--version"),
-		"wrk: " + First("wrk", "-v"),
 	}, more...)
+	lines = append(lines, "wrk: "+First("wrk", "-v"))
 	var b strings.Builder
 	b.WriteString("\n## Versions\n\n")
 	for _, l := range lines {
