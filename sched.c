@@ -426,9 +426,9 @@ static void late_flush(gowsgi_sched *s, int all)
 	if (__atomic_load_n(&s->nlate, __ATOMIC_RELAXED) == 0)
 		return;
 	/* Read without mu: a hint. */
-	int deep = __atomic_load_n(&s->qlen, __ATOMIC_RELAXED) *
-			   __atomic_load_n(&s->avg_ns, __ATOMIC_RELAXED) >=
-		   LATE_DEEP_NS;
+	int deep = !all && __atomic_load_n(&s->qlen, __ATOMIC_RELAXED) *
+				   __atomic_load_n(&s->avg_ns, __ATOMIC_RELAXED) >=
+			   LATE_DEEP_NS;
 	pthread_mutex_lock(&s->late_mu);
 	if (all || s->nlate >= (deep ? LATE_DEEP_FLUSH : LATE_FLUSH) ||
 	    now_ns() - s->late_at >= (deep ? LATE_DEEP_AGE_NS : LATE_AGE_NS)) {
