@@ -9,6 +9,7 @@ Standard library only; Python 3.10 to 3.13.
 import contextvars
 import hashlib
 import io
+import itertools
 import json
 import sys
 import threading
@@ -740,29 +741,54 @@ def busy(environ, start_response):
     return text(start_response, b"done")
 
 
-OVERLAP = {"active": set(), "starts": []}  # for the scheduling tests
+OVERLAP = {"active": {}, "starts": [], "seq": itertools.count(1)}  # for the scheduling tests
+
+
+def _cpu_since(samples, since):
+    """The CPU time a request's thread used from wall time since on, from
+    its (wall, cpu) samples: at most, when no sample is that old."""
+    ref = samples[0][1]
+    for wall, cpu in samples:
+        if wall > since:
+            break
+        ref = cpu
+    return samples[-1][1] - ref
 
 
 def overlap(environ, start_response):
     """Sleeps ?sleep= ms (the GIL released), then runs Python for ?ms= of
-    its thread's CPU time, recording how many requests of this kind were in
-    the app when it started running Python (itself included), under
-    ?tag=."""
+    its thread's CPU time. As it starts running Python it records, under
+    ?tag=, its number, the numbers of the other requests of this kind in
+    the app, and the least CPU time any of them had in the switch interval
+    of wall time before (None if none was there): one that had less than it
+    needed to end was cut by CPython's rule, a thread waiting for the GIL
+    that long takes it by force."""
     if int_arg(environ, "sleep", 0):
         time.sleep(int_arg(environ, "sleep", 0) / 1000.0)
-    token = object()
     active = OVERLAP["active"]
-    active.add(token)
-    OVERLAP["starts"].append((query(environ).get("tag", ""), len(active)))
-    end = time.thread_time() + int_arg(environ, "ms", 1) / 1000.0
-    while time.thread_time() < end:
-        pass
-    active.discard(token)
+    seq = next(OVERLAP["seq"])
+    now = time.monotonic()
+    since = now - sys.getswitchinterval()
+    # list(): another thread may change the dict between two steps here.
+    least = min((_cpu_since(s, since) for s in list(active.values())), default=None)
+    OVERLAP["starts"].append((query(environ).get("tag", ""), seq, sorted(active), least))
+    # One sample each half millisecond, and the last one kept current.
+    samples = [(now, time.thread_time())] * 2
+    active[seq] = samples
+    end = samples[0][1] + int_arg(environ, "ms", 1) / 1000.0
+    while samples[-1][1] < end:
+        sample = (time.monotonic(), time.thread_time())
+        if sample[0] - samples[-2][0] >= 0.0005:
+            samples.append(sample)
+        else:
+            samples[-1] = sample
+    del active[seq]
     return text(start_response, b"done")
 
 
 def overlap_starts(environ, start_response):
-    """The counts /overlap recorded, as [tag, count] pairs; then forgets them."""
+    """What /overlap recorded, as [tag, number, others, least] lists; then
+    forgets it."""
     starts, OVERLAP["starts"] = OVERLAP["starts"], []
     return json_response(start_response, starts)
 
