@@ -746,7 +746,9 @@ OVERLAP = {"active": {}, "starts": [], "seq": itertools.count(1)}  # for the sch
 
 def _cpu_since(samples, since):
     """The CPU time a request's thread used from wall time since on, from
-    its (wall, cpu) samples: at most, when no sample is that old."""
+    its (wall, cpu) samples: up to one sample step (half a millisecond of
+    wall time) more than it used, as the sample it counts from may be that
+    much older than since."""
     ref = samples[0][1]
     for wall, cpu in samples:
         if wall > since:
@@ -765,24 +767,25 @@ def overlap(environ, start_response):
     that long takes it by force."""
     if int_arg(environ, "sleep", 0):
         time.sleep(int_arg(environ, "sleep", 0) / 1000.0)
-    active = OVERLAP["active"]
+    now, cpu = time.monotonic(), time.thread_time()
     seq = next(OVERLAP["seq"])
-    now = time.monotonic()
+    # One copy, made in C: another thread may change the dict in between
+    # two steps of Python.
+    others = dict(OVERLAP["active"])
     since = now - sys.getswitchinterval()
-    # list(): another thread may change the dict between two steps here.
-    least = min((_cpu_since(s, since) for s in list(active.values())), default=None)
-    OVERLAP["starts"].append((query(environ).get("tag", ""), seq, sorted(active), least))
+    least = min((_cpu_since(s, since) for s in others.values()), default=None)
+    OVERLAP["starts"].append((query(environ).get("tag", ""), seq, sorted(others), least))
     # One sample each half millisecond, and the last one kept current.
-    samples = [(now, time.thread_time())] * 2
-    active[seq] = samples
-    end = samples[0][1] + int_arg(environ, "ms", 1) / 1000.0
+    samples = [(now, cpu)] * 2
+    OVERLAP["active"][seq] = samples
+    end = cpu + int_arg(environ, "ms", 1) / 1000.0
     while samples[-1][1] < end:
         sample = (time.monotonic(), time.thread_time())
         if sample[0] - samples[-2][0] >= 0.0005:
             samples.append(sample)
         else:
             samples[-1] = sample
-    del active[seq]
+    del OVERLAP["active"][seq]
     return text(start_response, b"done")
 
 
