@@ -22,8 +22,14 @@ secs() { printf '%d.%03d' $(($1 / 1000)) $(($1 % 1000)); }
 
 bindir=$(mktemp -d)
 pid=
-# Never leave a test binary stopped behind.
-trap '[[ -n "$pid" ]] && kill -CONT "$pid" 2>/dev/null; rm -rf "$bindir"' EXIT
+cleanup() {
+	# Never leave a test binary stopped behind.
+	if [[ -n "$pid" ]]; then
+		kill -CONT "$pid" 2>/dev/null || true
+	fi
+	rm -rf "$bindir"
+}
+trap cleanup EXIT
 
 failed=0
 for pkg in $(go list -f '{{if or .TestGoFiles .XTestGoFiles}}{{.ImportPath}}|{{.Dir}}{{end}}' ./...); do
