@@ -6,3 +6,11 @@ func SetWriterTimerHook(f func()) (restore func()) {
 	testHookWriterTimer.Store(&f)
 	return func() { testHookWriterTimer.Store(nil) }
 }
+
+// SetInterruptHook has f run in the request timeout's timer right after it
+// has interrupted a request's thread, until the returned function restores
+// the default.
+func SetInterruptHook(f func()) (restore func()) {
+	testHookInterrupted.Store(&f)
+	return func() { testHookInterrupted.Store(nil) }
+}

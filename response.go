@@ -377,7 +377,7 @@ func (rq *request) fail(err error) {
 	r.failed = true
 	var pe *PythonError
 	errors.As(err, &pe)
-	timedOut := rq.watch != nil && rq.watch.timedOut.Load()
+	timedOut := rq.watch != nil && rq.watch.fired()
 	tooLarge := rq.tooLarge.Load()
 	switch {
 	case r.werr != nil && !timedOut:

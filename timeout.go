@@ -16,12 +16,26 @@ import (
 // for the timeout, and reports the request stuck if it has not come back
 // after twice that.
 type watch struct {
-	timedOut atomic.Bool // the timeout fired: the app's error is a 504
+	mu       sync.Mutex
+	timedOut bool // the timeout fired: the app's error is a 504; guarded by mu
+	over     bool // the request has ended; guarded by mu
+	stuck    bool // counted in Stats.Stuck; guarded by mu
+	timer    *time.Timer
+}
 
-	mu    sync.Mutex
-	over  bool // the request has ended; guarded by mu
-	stuck bool // counted in Stats.Stuck; guarded by mu
-	timer *time.Timer
+// testHookInterrupted, when set by a test, runs in the timeout's timer
+// right after it has interrupted the request's thread, to hold the timer
+// back as a busy machine may.
+var testHookInterrupted atomic.Pointer[func()]
+
+// fired reports whether the timeout fired. The app may raise the
+// RequestTimeout, and the request fail, before the timer that raised it
+// has returned from C: fired waits for that timer, which holds mu from
+// before it interrupts the thread until it has recorded that it did.
+func (wt *watch) fired() bool {
+	wt.mu.Lock()
+	defer wt.mu.Unlock()
+	return wt.timedOut
 }
 
 // watchTimeout arms the request timeout and returns the function that
@@ -43,7 +57,10 @@ func (rq *request) watchTimeout(d time.Duration) (disarm func()) {
 			wt.timer = time.AfterFunc(time.Duration(left), fire)
 			return
 		}
-		wt.timedOut.Store(true)
+		if hook := testHookInterrupted.Load(); hook != nil {
+			(*hook)()
+		}
+		wt.timedOut = true
 		h.stats.timeouts.Add(1)
 		wt.timer = time.AfterFunc(d, func() {
 			wt.mu.Lock()

@@ -2,6 +2,7 @@ package wsgi_test
 
 import (
 	"net/http"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -35,6 +36,29 @@ func TestRequestTimeout(t *testing.T) {
 	st := h.Stats()
 	assert.Equal(t, uint64(2), st.Timeouts)
 	assert.Zero(t, st.Errors, "timeouts are not counted as app errors")
+}
+
+// The app may raise the RequestTimeout and the request fail before the
+// timer that raised it has gone on: a busy machine may hold that timer's
+// thread back. The failure is still the timeout's 504, not an app error.
+func TestRequestTimeoutWithTheTimerHeldBack(t *testing.T) {
+	var held atomic.Int32
+	restore := wsgi.SetInterruptHook(func() {
+		held.Add(1)
+		time.Sleep(300 * time.Millisecond)
+	})
+	t.Cleanup(restore)
+	h, sink := newHandler(t, "application", wsgi.WithRequestTimeout(100*time.Millisecond))
+	srv := serve(t, h)
+
+	r := get(t, srv, "/busy?ms=20000")
+	require.Equal(t, int32(1), held.Load(), "the timer interrupted the request")
+	assert.Equal(t, http.StatusGatewayTimeout, r.status)
+	assert.Len(t, sink.event("timeout", false), 1)
+	assert.Empty(t, sink.event("app_error", false), "a timeout is not the app's error")
+	st := h.Stats()
+	assert.Equal(t, uint64(1), st.Timeouts)
+	assert.Zero(t, st.Errors)
 }
 
 // TestRequestTimeoutStuckInC: a thread blocked in C (here time.sleep) is
