@@ -120,8 +120,11 @@ func TestSlowClientOfGeneratorHoldsNoPlace(t *testing.T) {
 	h, _ := newHandler(t, "application", wsgi.WithThreads(1))
 	srv := serve(t, h)
 	conn := stalledClient(t, urlOf{srv.URL}, "/big-stream?n=400&size=65536&tag=stalled") // 25 MiB
-	eventually(t, func() bool { return h.Stats().Blocked == 1 }, "the generator did not wait for its client")
-	assert.Zero(t, h.Stats().Running, "it holds no place while it waits")
+	// One snapshot: as the kernel's buffers for the connection grow, the
+	// generator may wake between two, take its place for a chunk, and
+	// wait again.
+	eventually(t, func() bool { st := h.Stats(); return st.Blocked == 1 && st.Running == 0 },
+		"the generator did not wait for its client without its place")
 	for range 3 {
 		r := get(t, srv, "/hello")
 		require.NoError(t, r.err)
