@@ -2,7 +2,6 @@ package wsgi_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -431,36 +430,20 @@ func hammer(t *testing.T, srv *httptest.Server, clients int, path func() string,
 // overlapStart is what /overlap recorded as a request started running
 // Python: its number, the numbers of the other requests of its kind in the
 // app, and the least CPU time any of them had in the switch interval of
-// wall time before (nil if none was there).
+// wall time before, in seconds (nil if none was there).
 type overlapStart struct {
-	seq    int
-	others []int
-	least  *time.Duration
+	Tag    string
+	Seq    int
+	Others []int
+	Least  *float64
 }
 
 // overlapStarts returns what /overlap recorded for the requests tagged tag,
 // and forgets it all.
 func overlapStarts(t *testing.T, srv *httptest.Server, tag string) []overlapStart {
-	var raw [][4]json.RawMessage
-	getJSON(t, srv, "/overlap-starts", &raw)
-	var starts []overlapStart
-	for _, r := range raw {
-		var st overlapStart
-		var rtag string
-		var least *float64
-		require.NoError(t, json.Unmarshal(r[0], &rtag))
-		require.NoError(t, json.Unmarshal(r[1], &st.seq))
-		require.NoError(t, json.Unmarshal(r[2], &st.others))
-		require.NoError(t, json.Unmarshal(r[3], &least))
-		if least != nil {
-			d := time.Duration(*least * 1e9)
-			st.least = &d
-		}
-		if rtag == tag {
-			starts = append(starts, st)
-		}
-	}
-	return starts
+	var all []overlapStart
+	getJSON(t, srv, "/overlap-starts", &all)
+	return slices.DeleteFunc(all, func(st overlapStart) bool { return st.Tag != tag })
 }
 
 // runAlone has clients goroutines get /overlap?ms=ms over and over until n
@@ -503,22 +486,23 @@ func runAlone(t *testing.T, h *wsgi.Handler, srv *httptest.Server, clients, ms i
 	starved := time.Duration(ms)*time.Millisecond - interval + time.Millisecond
 	cut := map[int]bool{} // requests in the app when CPython cut one, and after
 	for i, st := range starts {
-		if len(st.others) == 0 {
+		if len(st.Others) == 0 {
 			continue
 		}
-		require.NotNil(t, st.least, "request %d of %d: started beside %v, with no CPU time for them", i, len(starts), st.others)
-		after := slices.ContainsFunc(st.others, func(seq int) bool { return cut[seq] })
-		if *st.least < starved || after {
+		require.NotNil(t, st.Least, "request %d of %d: started beside %v, with no CPU time for them", i, len(starts), st.Others)
+		least := time.Duration(*st.Least * 1e9)
+		after := slices.ContainsFunc(st.Others, func(seq int) bool { return cut[seq] })
+		if least < starved || after {
 			t.Logf("request %d of %d started beside %v, one of which had %v of CPU in the switch interval before: cut by CPython (or after such a cut: %v)",
-				i, len(starts), st.others, *st.least, after)
-			cut[st.seq] = true
-			for _, seq := range st.others {
+				i, len(starts), st.Others, least, after)
+			cut[st.Seq] = true
+			for _, seq := range st.Others {
 				cut[seq] = true
 			}
 			continue
 		}
 		t.Errorf("request %d of %d started beside %v, which had %v or more of CPU each in the switch interval before: "+
-			"none was cut by CPython, which needs less than %v", i, len(starts), st.others, *st.least, starved)
+			"none was cut by CPython, which needs less than %v", i, len(starts), st.Others, least, starved)
 		break // the starts after it may be the aftermath
 	}
 	return h.Stats().Interpreters[0].GaveWay - before.GaveWay

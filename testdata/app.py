@@ -774,7 +774,8 @@ def overlap(environ, start_response):
     others = dict(OVERLAP["active"])
     since = now - sys.getswitchinterval()
     least = min((_cpu_since(s, since) for s in others.values()), default=None)
-    OVERLAP["starts"].append((query(environ).get("tag", ""), seq, sorted(others), least))
+    OVERLAP["starts"].append({"tag": query(environ).get("tag", ""), "seq": seq,
+                              "others": sorted(others), "least": least})
     # One sample each half millisecond, and the last one kept current.
     samples = [(now, cpu)] * 2
     OVERLAP["active"][seq] = samples
@@ -790,7 +791,7 @@ def overlap(environ, start_response):
 
 
 def overlap_starts(environ, start_response):
-    """What /overlap recorded, as [tag, number, others, least] lists; then
+    """What /overlap recorded, as tag, seq, others and least; then
     forgets it."""
     starts, OVERLAP["starts"] = OVERLAP["starts"], []
     return json_response(start_response, starts)
