@@ -159,6 +159,28 @@ typedef struct {
 
 void gowsgi_sched_stats_get(gowsgi_sched *s, gowsgi_sched_stats *out);
 
+/* Why a standby began to wait for the GIL (see watch in sched.c):
+ *   AT_ONCE  it did not watch: requests were not Python-bound, or short,
+ *            or the running one was not alone;
+ *   STOPPED  the running request's thread stopped without being preempted;
+ *   LONG     the running request had had a switch interval of CPU;
+ *   GONE     the running request's thread's CPU clock was gone. */
+enum {
+	GOWSGI_STANDBY_AT_ONCE = 1,
+	GOWSGI_STANDBY_STOPPED,
+	GOWSGI_STANDBY_LONG,
+	GOWSGI_STANDBY_GONE,
+};
+
+typedef struct {
+	int64_t at; /* CLOCK_MONOTONIC, ns */
+	int why;    /* GOWSGI_STANDBY_... */
+} gowsgi_sched_wait;
+
+/* Copies the last times (at most max, oldest first) a standby began to
+ * wait for the GIL, and why, into out; returns how many.  For tests. */
+int gowsgi_sched_waits(gowsgi_sched *s, gowsgi_sched_wait *out, int max);
+
 /* ------------------------------------------------------------------ jobs */
 
 /* wsgi.input's buffer size; Go reads a small body into it before submit. */

@@ -1,5 +1,7 @@
 package wsgi
 
+import "time"
+
 // SetWriterTimerHook has f run first in every writer timer's goroutine
 // until the returned function restores the default.
 func SetWriterTimerHook(f func()) (restore func()) {
@@ -13,4 +15,22 @@ func SetWriterTimerHook(f func()) (restore func()) {
 func SetInterruptHook(f func()) (restore func()) {
 	testHookInterrupted.Store(&f)
 	return func() { testHookInterrupted.Store(nil) }
+}
+
+// StandbyWait is when a standby began to wait for the GIL, on the clock of
+// Python's time.monotonic, and why: "at once", "stopped", "long" or "gone"
+// (see cpython.h).
+type StandbyWait struct {
+	At  time.Duration
+	Why string
+}
+
+// StandbyWaits returns the last times a standby of the handler's first
+// interpreter began to wait for the GIL, oldest first.
+func (h *Handler) StandbyWaits() []StandbyWait {
+	var out []StandbyWait
+	for _, w := range h.standbyWaits() {
+		out = append(out, StandbyWait{w.at, w.why})
+	}
+	return out
 }

@@ -109,6 +109,9 @@
 /* Requests count as Python-bound while, on average, their thread was
  * running or ready to run this share of their time, in 1/1024. */
 #define BOUND 512
+/* How many of the standby's decisions to wait for the GIL are kept, for
+ * tests (gowsgi_sched_waits). */
+#define WAITS 64
 
 enum { ROLE_IDLE = 0, ROLE_STANDBY = 1 };
 
@@ -161,6 +164,8 @@ struct gowsgi_sched {
 	PyObject **garbage; /* references Go gave back, released with the GIL */
 	int ngarbage, capgarbage;
 	gowsgi_sched_stats st;
+	gowsgi_sched_wait waits[WAITS]; /* the last WAITS, under mu */
+	uint64_t nwaits;
 
 	/* Jobs whose output Go has not been told of yet, under late_mu,
 	 * which is taken after a job's mu, never before. */
@@ -679,14 +684,15 @@ static void run_jobs(gowsgi_sched *s, worker *w, gowsgi_job *job)
  * have been Python-bound, it watches the CPU clock of that request's thread
  * instead, and waits for the GIL once the thread stops without having been
  * preempted, once the request has had a switch interval of CPU time, or
- * once that request is no longer alone.  Returns 0 if no queued request can
- * start.  mu held, and let go while it watches. */
+ * once that request is no longer alone.  Returns why it is to wait
+ * (GOWSGI_STANDBY_...), or 0 if no queued request can start.  mu held, and
+ * let go while it watches. */
 static int watch(gowsgi_sched *s, worker *w)
 {
 #ifdef Py_GIL_DISABLED
 	/* No GIL to wait for: the next request runs beside this one. */
 	(void)w;
-	return startable(s);
+	return startable(s) ? GOWSGI_STANDBY_AT_ONCE : 0;
 #else
 	int64_t step = WATCH_NS;
 	uint64_t seq = 0;
@@ -698,7 +704,7 @@ static int watch(gowsgi_sched *s, worker *w)
 		if (s->running != 1 || !s->runner_ok ||
 		    __atomic_load_n(&s->busy, __ATOMIC_RELAXED) < BOUND ||
 		    __atomic_load_n(&s->avg_ns, __ATOMIC_RELAXED) < SHORT_NS)
-			return 1;
+			return GOWSGI_STANDBY_AT_ONCE;
 		clockid_t clock = s->runner_clock;
 		int64_t t0 = now_ns(), c0 = clock_ns(clock);
 		if (s->runner_seq != seq) {
@@ -725,12 +731,12 @@ static int watch(gowsgi_sched *s, worker *w)
 			continue;
 		}
 		if (c0 < 0 || c1 < 0)
-			return 1; /* the clock is gone: do as CPython would */
+			return GOWSGI_STANDBY_GONE; /* do as CPython would */
 		if (stalled) {
 			/* Twice in a row: a thread that waits a moment for a
 			 * lock is not taken for one waiting on I/O. */
 			if (stopped)
-				return 1; /* waiting on I/O, most likely, the GIL let go */
+				return GOWSGI_STANDBY_STOPPED; /* on I/O, most likely, the GIL let go */
 			stopped = 1;
 			step = WATCH_NS;
 			continue;
@@ -738,7 +744,7 @@ static int watch(gowsgi_sched *s, worker *w)
 		stopped = 0;
 		if (s->runner_seq == seq &&
 		    c1 - start_cpu >= __atomic_load_n(&s->interval_ns, __ATOMIC_RELAXED))
-			return 1; /* a long request: it shares the GIL */
+			return GOWSGI_STANDBY_LONG; /* it shares the GIL */
 		if (step < WATCH_MAX_NS)
 			step *= 2;
 	}
@@ -769,13 +775,16 @@ static void *worker_main(void *arg)
 	pthread_mutex_lock(&s->mu);
 	for (;;) {
 		if (w->role == ROLE_STANDBY) {
-			if (!watch(s, w)) {
+			int why = watch(s, w);
+			if (!why) {
 				stand_down(s, w);
 				continue;
 			}
+			int64_t now = now_ns();
+			s->waits[s->nwaits++ % WAITS] = (gowsgi_sched_wait){.at = now, .why = why};
 			/* What the standby waits is not counted: the
 			 * queued requests count theirs in queue_wait. */
-			__atomic_store_n(&s->standby_since, now_ns(), __ATOMIC_RELAXED);
+			__atomic_store_n(&s->standby_since, now, __ATOMIC_RELAXED);
 			__atomic_store_n(&s->standby_gil, 1, __ATOMIC_RELAXED);
 			pthread_mutex_unlock(&s->mu);
 			PyEval_RestoreThread(ts);
@@ -900,6 +909,19 @@ void gowsgi_sched_stats_get(gowsgi_sched *s, gowsgi_sched_stats *out)
 	out->workers = s->nworkers;
 	out->gil_wait_ns = __atomic_load_n(&s->st.gil_wait_ns, __ATOMIC_RELAXED);
 	pthread_mutex_unlock(&s->mu);
+}
+
+int gowsgi_sched_waits(gowsgi_sched *s, gowsgi_sched_wait *out, int max)
+{
+	pthread_mutex_lock(&s->mu);
+	uint64_t first = s->nwaits > WAITS ? s->nwaits - WAITS : 0;
+	if (s->nwaits - first > (uint64_t)max)
+		first = s->nwaits - max;
+	int n = 0;
+	for (uint64_t i = first; i < s->nwaits; i++)
+		out[n++] = s->waits[i % WAITS];
+	pthread_mutex_unlock(&s->mu);
+	return n;
 }
 
 int gowsgi_job_submit(gowsgi_sched *s, gowsgi_job *job, char *hdrbuf, gowsgi_event *ev)

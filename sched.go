@@ -7,6 +7,7 @@ import "C"
 
 import (
 	"sync/atomic"
+	"time"
 )
 
 // A member is one interpreter of a handler: one for SubInterpreter and
@@ -70,4 +71,36 @@ func (h *Handler) pick() *member {
 			return best
 		}
 	}
+}
+
+// A standbyWait is when a standby began to wait for the GIL (on the
+// monotonic clock that Python's time.monotonic reads), and why.
+type standbyWait struct {
+	at  time.Duration
+	why string // "at once", "stopped", "long" or "gone": see cpython.h
+}
+
+// standbyWaits returns the last of the first interpreter's standby waits,
+// oldest first. For tests.
+func (h *Handler) standbyWaits() []standbyWait {
+	ip := h.members[0].enter()
+	defer ip.mu.RUnlock()
+	var buf [64]C.gowsgi_sched_wait
+	n := int(C.gowsgi_sched_waits(ip.sched, &buf[0], C.int(len(buf))))
+	out := make([]standbyWait, n)
+	for i := range out {
+		why := "?"
+		switch buf[i].why {
+		case C.GOWSGI_STANDBY_AT_ONCE:
+			why = "at once"
+		case C.GOWSGI_STANDBY_STOPPED:
+			why = "stopped"
+		case C.GOWSGI_STANDBY_LONG:
+			why = "long"
+		case C.GOWSGI_STANDBY_GONE:
+			why = "gone"
+		}
+		out[i] = standbyWait{time.Duration(buf[i].at), why}
+	}
+	return out
 }

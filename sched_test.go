@@ -436,6 +436,7 @@ type overlapStart struct {
 	Seq    int
 	Others []int
 	Least  *float64
+	At     float64 // time.monotonic()
 }
 
 // overlapStarts returns what /overlap recorded for the requests tagged tag,
@@ -465,9 +466,17 @@ func overlapStarts(t *testing.T, srv *httptest.Server, tag string) []overlapStar
 // gateway's code before the app's). CPython then has the requests in
 // Python take turns, so it may also start beside any request that was in
 // the app at such a cut or started beside one, until they have all ended;
-// how soon they do is not checked. The exception assumes that the standby
-// waited because of the CPU the running request had: a standby that waits
-// for another reason when the process is stopped is reported.
+// how soon they do is not checked.
+//
+// The standby also waits for the GIL at once, without watching, when it
+// judges the running request to be blocked on I/O (its thread stopped,
+// not preempted) or requests not to be Python-bound. On a busy machine a
+// thread that waits for a lock whose holder is kept off the cores can look
+// so. CPython then cuts the running request after an interval, as it
+// would cut any. So a request may also start beside others when the last
+// standby to begin waiting for the GIL an interval or more before it began
+// to wait for such a reason; one that waited because the running request
+// had had an interval of CPU is reported.
 func runAlone(t *testing.T, h *wsgi.Handler, srv *httptest.Server, clients, ms int, interval time.Duration, n uint64) uint64 {
 	t.Helper()
 	// One alone first: the scheduler learns how long these requests are.
@@ -483,6 +492,7 @@ func runAlone(t *testing.T, h *wsgi.Handler, srv *httptest.Server, clients, ms i
 
 	starts := overlapStarts(t, srv, "alone")
 	require.NotEmpty(t, starts)
+	waits := h.StandbyWaits()
 	starved := time.Duration(ms)*time.Millisecond - interval + time.Millisecond
 	cut := map[int]bool{} // requests in the app when CPython cut one, and after
 	for i, st := range starts {
@@ -492,9 +502,16 @@ func runAlone(t *testing.T, h *wsgi.Handler, srv *httptest.Server, clients, ms i
 		require.NotNil(t, st.Least, "request %d of %d: started beside %v, with no CPU time for them", i, len(starts), st.Others)
 		least := time.Duration(*st.Least * 1e9)
 		after := slices.ContainsFunc(st.Others, func(seq int) bool { return cut[seq] })
-		if least < starved || after {
-			t.Logf("request %d of %d started beside %v, one of which had %v of CPU in the switch interval before: cut by CPython (or after such a cut: %v)",
-				i, len(starts), st.Others, least, after)
+		at := time.Duration(st.At * 1e9)
+		wait := standbyWaitBefore(waits, at-interval+time.Millisecond)
+		judged := wait != nil && wait.Why != "long"
+		waited := "none"
+		if wait != nil {
+			waited = fmt.Sprintf("%v before it, %q", at-wait.At, wait.Why)
+		}
+		if least < starved || after || judged {
+			t.Logf("request %d of %d started beside %v, one of which had %v of CPU in the switch interval before: cut by CPython (after such a cut: %v; the standby's last wait: %s)",
+				i, len(starts), st.Others, least, after, waited)
 			cut[st.Seq] = true
 			for _, seq := range st.Others {
 				cut[seq] = true
@@ -502,10 +519,21 @@ func runAlone(t *testing.T, h *wsgi.Handler, srv *httptest.Server, clients, ms i
 			continue
 		}
 		t.Errorf("request %d of %d started beside %v, which had %v or more of CPU each in the switch interval before: "+
-			"none was cut by CPython, which needs less than %v", i, len(starts), st.Others, least, starved)
+			"none was cut by CPython, which needs less than %v (the standby's last wait: %s)", i, len(starts), st.Others, least, starved, waited)
 		break // the starts after it may be the aftermath
 	}
 	return h.Stats().Interpreters[0].GaveWay - before.GaveWay
+}
+
+// standbyWaitBefore returns the last of waits that began at or before
+// at, or nil.
+func standbyWaitBefore(waits []wsgi.StandbyWait, at time.Duration) *wsgi.StandbyWait {
+	for i := len(waits) - 1; i >= 0; i-- {
+		if waits[i].At <= at {
+			return &waits[i]
+		}
+	}
+	return nil
 }
 
 // Requests that spend their time in Python run back to back on one thread,
