@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -16,10 +17,28 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// mapFile maps a new file of size bytes of fill with prot and MAP_PRIVATE.
-func mapFile(t *testing.T, fill byte, size int, prot int) []byte {
+// diskDir returns a new directory for the test on a file system with a
+// disk behind it: tmpfs keeps every page dirty, so a mapping of its files
+// is never released.
+func diskDir(t *testing.T) string {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "mapped")
+	for _, parent := range []string{os.TempDir(), "."} {
+		var st syscall.Statfs_t
+		if syscall.Statfs(parent, &st) == nil && st.Type != 0x01021994 { // TMPFS_MAGIC
+			dir, err := os.MkdirTemp(parent, "gowsgi-pages-")
+			require.NoError(t, err)
+			t.Cleanup(func() { os.RemoveAll(dir) })
+			return dir
+		}
+	}
+	t.Skip("no file system here but tmpfs, whose pages are never clean")
+	return ""
+}
+
+// mapFile maps a new file of size bytes of fill with prot and MAP_PRIVATE.
+func mapFile(t *testing.T, dir string, fill byte, size int, prot int) []byte {
+	t.Helper()
+	path := filepath.Join(dir, fmt.Sprintf("mapped-%c-%d", fill, prot))
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	require.NoError(t, err)
 	defer f.Close()
@@ -66,17 +85,18 @@ func rssKB(t *testing.T, b []byte) int {
 
 func TestReleaseStartupPages(t *testing.T) {
 	const size = 16 << 12
+	dir := diskDir(t)
 	// Read-only and read: released.
-	clean := mapFile(t, 'a', size, syscall.PROT_READ)
+	clean := mapFile(t, dir, 'a', size, syscall.PROT_READ)
 	// Written, then made read-only, as a dynamic loader does with
 	// relocated data: its pages are the process's own and must stay.
-	written := mapFile(t, 'a', size, syscall.PROT_READ|syscall.PROT_WRITE)
+	written := mapFile(t, dir, 'b', size, syscall.PROT_READ|syscall.PROT_WRITE)
 	for i := range written {
-		written[i] = 'b'
+		written[i] = 'w'
 	}
 	require.NoError(t, syscall.Mprotect(written, syscall.PROT_READ))
 	// Writable, only read so far: it could be written at any moment.
-	writable := mapFile(t, 'a', size, syscall.PROT_READ|syscall.PROT_WRITE)
+	writable := mapFile(t, dir, 'c', size, syscall.PROT_READ|syscall.PROT_WRITE)
 	touch(clean)
 	touch(writable)
 	require.Positive(t, rssKB(t, clean))
@@ -89,7 +109,7 @@ func TestReleaseStartupPages(t *testing.T) {
 
 	assert.Zero(t, rssKB(t, clean), "the clean mapping's pages are unmapped")
 	assert.Equal(t, writableRSS, rssKB(t, writable), "a writable mapping is left alone")
-	assert.Equal(t, bytes.Repeat([]byte{'b'}, size), []byte(written), "written pages keep what was written")
+	assert.Equal(t, bytes.Repeat([]byte{'w'}, size), []byte(written), "written pages keep what was written")
 	assert.Equal(t, 'a'*size/os.Getpagesize(), touch(clean), "released pages come back from the file")
 	assert.Positive(t, rssKB(t, clean))
 }
