@@ -105,7 +105,7 @@ func TestSlowClientOfListHoldsNoPlace(t *testing.T) {
 	h, _ := newHandler(t, "application", wsgi.WithThreads(1))
 	srv := serve(t, h)
 	conn := stalledClient(t, urlOf{srv.URL}, "/list?n=512&size=65536") // 32 MiB
-	eventually(t, func() bool { return h.Stats().InFlight == 1 && h.Stats().Running == 0 },
+	eventually(t, func() bool { st := h.Stats(); return st.InFlight == 1 && st.Running == 0 },
 		"the list request did not start sending")
 	r := get(t, srv, "/hello")
 	require.NoError(t, r.err)

@@ -380,7 +380,12 @@ func TestProcessesStatsAddUp(t *testing.T) {
 		sent++
 	}
 
-	st := s.waitStats(t, 5*time.Second, "every request counted", func(st supervisorStats) bool { return st.Served == sent })
+	// A request counts as served once its last bytes are on their way, and
+	// in flight until its handler returns: the client can have its body in
+	// between.
+	st := s.waitStats(t, 5*time.Second, "every request counted and ended", func(st supervisorStats) bool {
+		return st.Served == sent && st.InFlight == 0
+	})
 	require.Len(t, st.Workers, 2)
 	var workersServed uint64
 	for _, w := range st.Workers {
