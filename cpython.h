@@ -173,9 +173,14 @@ enum {
 };
 
 typedef struct {
-	int64_t at; /* CLOCK_MONOTONIC, ns */
-	int why;    /* GOWSGI_STANDBY_... */
+	int64_t at;  /* when it began to wait, CLOCK_MONOTONIC ns */
+	int64_t got; /* when it had the GIL, or 0 */
+	int tid;     /* its thread */
+	int why;     /* GOWSGI_STANDBY_... */
 } gowsgi_sched_wait;
+
+/* How many of those the scheduler keeps. */
+#define GOWSGI_SCHED_WAITS 64
 
 /* Copies the last times (at most max, oldest first) a standby began to
  * wait for the GIL, and why, into out; returns how many.  For tests. */

@@ -17,12 +17,14 @@ func SetInterruptHook(f func()) (restore func()) {
 	return func() { testHookInterrupted.Store(nil) }
 }
 
-// StandbyWait is when a standby began to wait for the GIL, on the clock of
-// Python's time.monotonic, and why: "at once", "stopped", "long" or "gone"
-// (see cpython.h).
+// StandbyWait is when a standby began to wait for the GIL and when it had
+// it (0 if not yet), on the clock of Python's time.monotonic, its thread
+// (threading.get_native_id), and why: "at once", "stopped", "long" or
+// "gone" (see cpython.h).
 type StandbyWait struct {
-	At  time.Duration
-	Why string
+	At, Got time.Duration
+	Tid     int
+	Why     string
 }
 
 // StandbyWaits returns the last times a standby of the handler's first
@@ -30,7 +32,7 @@ type StandbyWait struct {
 func (h *Handler) StandbyWaits() []StandbyWait {
 	var out []StandbyWait
 	for _, w := range h.standbyWaits() {
-		out = append(out, StandbyWait{w.at, w.why})
+		out = append(out, StandbyWait{w.at, w.got, w.tid, w.why})
 	}
 	return out
 }

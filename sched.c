@@ -111,7 +111,7 @@
 #define BOUND 512
 /* How many of the standby's decisions to wait for the GIL are kept, for
  * tests (gowsgi_sched_waits). */
-#define WAITS 64
+#define WAITS GOWSGI_SCHED_WAITS
 
 enum { ROLE_IDLE = 0, ROLE_STANDBY = 1 };
 
@@ -781,16 +781,20 @@ static void *worker_main(void *arg)
 				continue;
 			}
 			int64_t now = now_ns();
-			s->waits[s->nwaits++ % WAITS] = (gowsgi_sched_wait){.at = now, .why = why};
+			uint64_t nwait = s->nwaits++;
+			s->waits[nwait % WAITS] = (gowsgi_sched_wait){.at = now, .tid = my_tid(), .why = why};
 			/* What the standby waits is not counted: the
 			 * queued requests count theirs in queue_wait. */
 			__atomic_store_n(&s->standby_since, now, __ATOMIC_RELAXED);
 			__atomic_store_n(&s->standby_gil, 1, __ATOMIC_RELAXED);
 			pthread_mutex_unlock(&s->mu);
 			PyEval_RestoreThread(ts);
+			int64_t got = now_ns();
 			late_flush(s, 1); /* nobody defers while it holds the GIL */
 			read_interval(s);
 			pthread_mutex_lock(&s->mu);
+			if (s->nwaits - nwait <= WAITS)
+				s->waits[nwait % WAITS].got = got;
 			__atomic_store_n(&s->standby_gil, 0, __ATOMIC_RELAXED);
 			__atomic_store_n(&s->standby, 0, __ATOMIC_RELAXED);
 			w->role = ROLE_IDLE;
@@ -913,6 +917,8 @@ void gowsgi_sched_stats_get(gowsgi_sched *s, gowsgi_sched_stats *out)
 
 int gowsgi_sched_waits(gowsgi_sched *s, gowsgi_sched_wait *out, int max)
 {
+	if (max <= 0)
+		return 0;
 	pthread_mutex_lock(&s->mu);
 	uint64_t first = s->nwaits > WAITS ? s->nwaits - WAITS : 0;
 	if (s->nwaits - first > (uint64_t)max)

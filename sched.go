@@ -73,11 +73,13 @@ func (h *Handler) pick() *member {
 	}
 }
 
-// A standbyWait is when a standby began to wait for the GIL (on the
-// monotonic clock that Python's time.monotonic reads), and why.
+// A standbyWait is when a standby began to wait for the GIL and when it
+// had it (0 if not yet), on the monotonic clock that Python's
+// time.monotonic reads, its thread, and why it waited.
 type standbyWait struct {
-	at  time.Duration
-	why string // "at once", "stopped", "long" or "gone": see cpython.h
+	at, got time.Duration
+	tid     int
+	why     string // "at once", "stopped", "long" or "gone": see cpython.h
 }
 
 // standbyWaits returns the last of the first interpreter's standby waits,
@@ -85,7 +87,7 @@ type standbyWait struct {
 func (h *Handler) standbyWaits() []standbyWait {
 	ip := h.members[0].enter()
 	defer ip.mu.RUnlock()
-	var buf [64]C.gowsgi_sched_wait
+	var buf [C.GOWSGI_SCHED_WAITS]C.gowsgi_sched_wait
 	n := int(C.gowsgi_sched_waits(ip.sched, &buf[0], C.int(len(buf))))
 	out := make([]standbyWait, n)
 	for i := range out {
@@ -100,7 +102,7 @@ func (h *Handler) standbyWaits() []standbyWait {
 		case C.GOWSGI_STANDBY_GONE:
 			why = "gone"
 		}
-		out[i] = standbyWait{time.Duration(buf[i].at), why}
+		out[i] = standbyWait{time.Duration(buf[i].at), time.Duration(buf[i].got), int(buf[i].tid), why}
 	}
 	return out
 }

@@ -437,6 +437,7 @@ type overlapStart struct {
 	Others []int
 	Least  *float64
 	At     float64 // time.monotonic()
+	Tid    int     // threading.get_native_id()
 }
 
 // overlapStarts returns what /overlap recorded for the requests tagged tag,
@@ -473,10 +474,11 @@ func overlapStarts(t *testing.T, srv *httptest.Server, tag string) []overlapStar
 // not preempted) or requests not to be Python-bound. On a busy machine a
 // thread that waits for a lock whose holder is kept off the cores can look
 // so. CPython then cuts the running request after an interval, as it
-// would cut any. So a request may also start beside others when the last
-// standby to begin waiting for the GIL an interval or more before it began
-// to wait for such a reason; one that waited because the running request
-// had had an interval of CPU is reported.
+// would cut any. So a request may also start beside others if its own
+// thread had, less than an interval before, taken the GIL after waiting
+// an interval or more for it, having begun to wait for such a reason; one
+// that waited because the running request had had an interval of CPU is
+// reported.
 func runAlone(t *testing.T, h *wsgi.Handler, srv *httptest.Server, clients, ms int, interval time.Duration, n uint64) uint64 {
 	t.Helper()
 	// One alone first: the scheduler learns how long these requests are.
@@ -503,14 +505,14 @@ func runAlone(t *testing.T, h *wsgi.Handler, srv *httptest.Server, clients, ms i
 		least := time.Duration(*st.Least * 1e9)
 		after := slices.ContainsFunc(st.Others, func(seq int) bool { return cut[seq] })
 		at := time.Duration(st.At * 1e9)
-		wait := standbyWaitBefore(waits, at-interval+time.Millisecond)
-		judged := wait != nil && wait.Why != "long"
+		wait := ownWait(waits, st.Tid, at, interval)
+		judged := wait != nil && wait.Why != "long" && wait.Got-wait.At >= interval-time.Millisecond
 		waited := "none"
 		if wait != nil {
-			waited = fmt.Sprintf("%v before it, %q", at-wait.At, wait.Why)
+			waited = fmt.Sprintf("%q, for %v, had the GIL %v before it", wait.Why, wait.Got-wait.At, at-wait.Got)
 		}
 		if least < starved || after || judged {
-			t.Logf("request %d of %d started beside %v, one of which had %v of CPU in the switch interval before: cut by CPython (after such a cut: %v; the standby's last wait: %s)",
+			t.Logf("request %d of %d started beside %v, one of which had %v of CPU in the switch interval before: cut by CPython (after such a cut: %v; its thread's wait for the GIL: %s)",
 				i, len(starts), st.Others, least, after, waited)
 			cut[st.Seq] = true
 			for _, seq := range st.Others {
@@ -519,18 +521,21 @@ func runAlone(t *testing.T, h *wsgi.Handler, srv *httptest.Server, clients, ms i
 			continue
 		}
 		t.Errorf("request %d of %d started beside %v, which had %v or more of CPU each in the switch interval before: "+
-			"none was cut by CPython, which needs less than %v (the standby's last wait: %s)", i, len(starts), st.Others, least, starved, waited)
+			"none was cut by CPython, which needs less than %v (its thread's wait for the GIL: %s)", i, len(starts), st.Others, least, starved, waited)
 		break // the starts after it may be the aftermath
 	}
 	return h.Stats().Interpreters[0].GaveWay - before.GaveWay
 }
 
-// standbyWaitBefore returns the last of waits that began at or before
-// at, or nil.
-func standbyWaitBefore(waits []wsgi.StandbyWait, at time.Duration) *wsgi.StandbyWait {
+// ownWait returns the last of waits by thread tid that had the GIL at or
+// before at, if that was less than an interval before; else nil.
+func ownWait(waits []wsgi.StandbyWait, tid int, at, interval time.Duration) *wsgi.StandbyWait {
 	for i := len(waits) - 1; i >= 0; i-- {
-		if waits[i].At <= at {
-			return &waits[i]
+		if w := &waits[i]; w.Tid == tid && w.Got != 0 && w.Got <= at {
+			if at-w.Got >= interval {
+				return nil
+			}
+			return w
 		}
 	}
 	return nil

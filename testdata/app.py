@@ -765,7 +765,7 @@ def overlap(environ, start_response):
     of wall time before (None if none was there): one that had less than it
     needed to end was cut by CPython's rule, a thread waiting for the GIL
     that long takes it by force. It records when it did so (at, from
-    time.monotonic) as well."""
+    time.monotonic) and on which thread (tid) as well."""
     if int_arg(environ, "sleep", 0):
         time.sleep(int_arg(environ, "sleep", 0) / 1000.0)
     now, cpu = time.monotonic(), time.thread_time()
@@ -776,7 +776,8 @@ def overlap(environ, start_response):
     since = now - sys.getswitchinterval()
     least = min((_cpu_since(s, since) for s in others.values()), default=None)
     OVERLAP["starts"].append({"tag": query(environ).get("tag", ""), "seq": seq,
-                              "others": sorted(others), "least": least, "at": now})
+                              "others": sorted(others), "least": least, "at": now,
+                              "tid": threading.get_native_id()})
     # One sample each half millisecond, and the last one kept current.
     samples = [(now, cpu)] * 2
     OVERLAP["active"][seq] = samples
@@ -792,8 +793,8 @@ def overlap(environ, start_response):
 
 
 def overlap_starts(environ, start_response):
-    """What /overlap recorded, as tag, seq, others, least and at; then
-    forgets it."""
+    """What /overlap recorded, as tag, seq, others, least, at and tid;
+    then forgets it."""
     starts, OVERLAP["starts"] = OVERLAP["starts"], []
     return json_response(start_response, starts)
 
