@@ -423,7 +423,6 @@ func serve(c *config, ctl *control, startDir string, logger *slog.Logger, stdout
 		fmt.Fprintf(stdout, "gowsgi: stats on http://%s/\n", ln.Addr())
 		go http.Serve(ln, singleStats(logger, h))
 	}
-	releasePages(logger)
 	for stop := false; !stop; {
 		select {
 		case err := <-errc:
@@ -465,17 +464,6 @@ func serve(c *config, ctl *control, startDir string, logger *slog.Logger, stdout
 		ctl.final(ownStats(h))
 	}
 	return status
-}
-
-// releasePages lets go of the pages the process needed only to start (see
-// releaseStartupPages), once it serves.
-func releasePages(logger *slog.Logger) {
-	n, err := releaseStartupPages()
-	if err != nil {
-		logger.Debug("gowsgi: start-up pages kept", "error", err)
-		return
-	}
-	logger.Debug("gowsgi: released start-up pages", "mapped_bytes", n)
 }
 
 // listenFDsEnv tells a re-executed gowsgi that its sockets are inherited,

@@ -283,7 +283,6 @@ func (s *supervisor) commit() {
 			fmt.Fprintf(s.stdout, "gowsgi: stats on %s\n", s.statsURL)
 		}
 		s.log.Info("gowsgi: workers serving", "processes", len(pids), "pids", pids)
-		releasePages(s.log)
 	} else {
 		s.log.Info("gowsgi: reloaded: the new workers serve, the old ones finish their requests", "generation", g.n, "pids", pids)
 	}
