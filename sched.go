@@ -75,11 +75,12 @@ func (h *Handler) pick() *member {
 
 // A standbyWait is when a standby began to wait for the GIL and when it
 // had it (0 if not yet), on the monotonic clock that Python's
-// time.monotonic reads, its thread, and why it waited.
+// time.monotonic reads, its thread (threading.get_native_id), and why it
+// waited: "at once", "stopped", "long" or "gone" (see cpython.h).
 type standbyWait struct {
-	at, got time.Duration
-	tid     int
-	why     string // "at once", "stopped", "long" or "gone": see cpython.h
+	At, Got time.Duration
+	Tid     int
+	Why     string
 }
 
 // standbyWaits returns the last of the first interpreter's standby waits,
