@@ -48,7 +48,10 @@
 // a request running Python, in the app or blocked inside it on I/O.
 //
 //   - A request that finds its interpreter idle runs on the thread of its
-//     own goroutine, in one cgo call: no hand-off at all.
+//     own goroutine, in one cgo call: no hand-off at all. So does one that
+//     finds a place free and nothing queued while requests are short (a
+//     few microseconds of Python, hello world): it waits for the GIL on
+//     its own thread, which costs less than a hand-off to a worker.
 //   - Otherwise it is queued, and the interpreter's worker threads run the
 //     queue. A worker that finishes a request while no other request holds
 //     a place runs the next queued one at once, keeping the GIL: the

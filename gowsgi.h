@@ -271,8 +271,9 @@ void ts_release(gowsgi_interp *gi, PyThreadState *ts, int temp);
 
 /* Runs the job's request to the end: the app call, the iteration, close().
  * Called with the GIL held and a place taken, on the thread that keeps the
- * request; returns the same way. */
-void request_run(gowsgi_job *job);
+ * request; returns the same way.  now is now_ns(), which the caller has
+ * just read. */
+void request_run(gowsgi_job *job, int64_t now);
 
 /* ------------------------------------------------------------- sched.c */
 

@@ -2,6 +2,7 @@ package wsgi
 
 /*
 #cgo pkg-config: python3-embed
+#include <stdlib.h>
 #include "cpython.h"
 */
 import "C"
@@ -410,7 +411,12 @@ func takeError(e *C.gowsgi_error) *PythonError {
 		Message:   C.GoString(e.message),
 		Traceback: C.GoString(e.traceback),
 	}
-	C.gowsgi_error_free(e)
+	// Freed here rather than by gowsgi_error_free: e, often a local,
+	// would otherwise be moved to the heap to be passed to C.
+	C.free(unsafe.Pointer(e._type))
+	C.free(unsafe.Pointer(e.message))
+	C.free(unsafe.Pointer(e.traceback))
+	*e = C.gowsgi_error{}
 	return pe
 }
 

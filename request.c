@@ -291,13 +291,13 @@ static void req_end(gowsgi_req *rq)
 	Py_DECREF(rq);
 }
 
-void request_run(gowsgi_job *job)
+void request_run(gowsgi_job *job, int64_t now)
 {
 	gowsgi_interp *gi = job->gi;
 	int end = GOWSGI_DONE;
 	SHARED_LOCK();
 	job->started = 1;
-	job->started_at = now_ns();
+	job->started_at = now;
 	SHARED_UNLOCK();
 	gowsgi_req *rq = req_new(job);
 	if (rq == NULL) {

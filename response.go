@@ -28,7 +28,8 @@ type response struct {
 	yielded bool           // the app yielded a non-empty chunk (maybe still buffered)
 	failed  bool           // the response was answered with an error
 	werr    error          // the first error writing to the client
-	watched *watchedWriter // WithSendTimeout's watch over the writes
+	watched *watchedWriter // WithSendTimeout's watch over the writes: ww once registered
+	ww      watchedWriter
 }
 
 type header struct{ name, value string }
@@ -37,13 +38,19 @@ type header struct{ name, value string }
 func (rq *request) setHeaders(b []byte, statuslen, status int) {
 	r := &rq.resp
 	r.status = status
+	if r.pending == nil {
+		r.pending = rq.s.pending // the last request's array
+	}
 	r.pending = r.pending[:0]
+	// One string for all names and values, which are its pieces.
 	b = b[statuslen:]
-	for len(b) >= 6 {
-		kl := int(binary.LittleEndian.Uint16(b))
-		vl := int(binary.LittleEndian.Uint32(b[2:]))
-		r.pending = append(r.pending, header{string(b[6 : 6+kl]), string(b[6+kl : 6+kl+vl])})
-		b = b[6+kl+vl:]
+	all := string(b)
+	for i := 0; len(b)-i >= 6; {
+		kl := int(binary.LittleEndian.Uint16(b[i:]))
+		vl := int(binary.LittleEndian.Uint32(b[i+2:]))
+		i += 6
+		r.pending = append(r.pending, header{all[i : i+kl], all[i+kl : i+kl+vl]})
+		i += kl + vl
 	}
 }
 
@@ -167,6 +174,9 @@ func (w bodyWriter) Write(p []byte) (int, error) {
 func (rq *request) sendHeaders(length int64) error {
 	r := &rq.resp
 	hdr := rq.w.Header()
+	// The values' slices share one array, each capped at its one value:
+	// a second header of a name appends to a copy.
+	vals := make([]string, len(r.pending)+1)
 	for i, h := range r.pending {
 		key := textproto.CanonicalMIMEHeaderKey(h.name)
 		if key == "Content-Length" {
@@ -177,7 +187,8 @@ func (rq *request) sendHeaders(length int64) error {
 			r.cl = n
 		}
 		if firstOf(r.pending[:i], key) {
-			hdr[key] = append(hdr[key][:0:0], h.value)
+			vals[i] = h.value
+			hdr[key] = vals[i : i+1 : i+1]
 		} else {
 			hdr[key] = append(hdr[key], h.value)
 		}
@@ -185,7 +196,9 @@ func (rq *request) sendHeaders(length int64) error {
 	if r.cl >= 0 {
 		length = r.cl
 	} else if length >= 0 && bodyAllowed(r.status) {
-		hdr["Content-Length"] = []string{strconv.FormatInt(length, 10)}
+		n := len(r.pending)
+		vals[n] = strconv.FormatInt(length, 10)
+		hdr["Content-Length"] = vals[n : n+1 : n+1]
 	}
 	status := r.status
 	if rq.h.opts.ranges && length >= 0 && status == http.StatusOK {
@@ -274,7 +287,8 @@ func (rq *request) sender() io.Writer {
 		return rq.w
 	}
 	if rq.resp.watched == nil {
-		rq.resp.watched = rq.h.sendWatch.watch(rq.w)
+		rq.h.sendWatch.watch(&rq.resp.ww, rq.w)
+		rq.resp.watched = &rq.resp.ww
 	}
 	return watchedSender{rq}
 }

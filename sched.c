@@ -9,7 +9,11 @@
  *     (a slow reader, a file being sent, the request body) gives its place
  *     back, and takes one again to go on.
  *   - When the interpreter is idle, the Go call that submits a request runs
- *     it on its own thread ("direct"): no hand-off at all.
+ *     it on its own thread ("direct"): no hand-off at all.  So does one
+ *     that finds a place free and nothing queued while requests are short
+ *     (under SHORT_NS on average): it waits for the GIL on its own thread.
+ *     A hand-off to a worker, and Go's wake-up for the response, cost
+ *     more than such a request does in Python.
  *   - Otherwise the request is queued, and worker threads run the queue.  A
  *     worker that finishes a request while no other request holds a place
  *     runs the next queued one without letting go of the GIL: requests of
@@ -98,7 +102,8 @@
 #define WATCH_NS (100 * 1000)
 #define WATCH_MAX_NS (1600 * 1000)
 /* Requests shorter than this on average are not watched: the queue empties
- * too often for the watch to pay. */
+ * too often for the watch to pay.  Nor are they queued while a place is
+ * free. */
 #define SHORT_NS (25 * 1000)
 /* One queued request in SAMPLE is timed for the moving average of how
  * Python-bound requests are. */
@@ -653,7 +658,7 @@ static void run_jobs(gowsgi_sched *s, worker *w, gowsgi_job *job)
 		int sample = __atomic_fetch_add(&s->nsample, 1, __ATOMIC_RELAXED) % SAMPLE == 0;
 		int64_t b0 = sample ? runnable_ns(w->statfd) : 0;
 		int64_t t0 = now_ns();
-		request_run(job);
+		request_run(job, t0);
 		int64_t took = now_ns() - t0;
 		note_request(s, took, sample ? runnable_ns(w->statfd) - b0 : -1);
 		read_interval(s);
@@ -938,9 +943,12 @@ int gowsgi_job_submit(gowsgi_sched *s, gowsgi_job *job, char *hdrbuf, gowsgi_eve
 		pthread_mutex_unlock(&s->mu);
 		return GOWSGI_REFUSED;
 	}
-	if (s->running == 0 && s->qlen == 0 && s->whead == NULL) {
-		/* Nobody runs Python here: run it on this thread. */
-		s->running = 1;
+	if (s->qlen == 0 && s->whead == NULL &&
+	    (s->running == 0 || (s->running < s->places &&
+				 __atomic_load_n(&s->avg_ns, __ATOMIC_RELAXED) < SHORT_NS))) {
+		/* Nobody runs Python here, or requests are short: run it on
+		 * this thread. */
+		s->running++;
 		note_runner(s);
 		s->st.direct++;
 		pthread_mutex_unlock(&s->mu);
@@ -949,10 +957,10 @@ int gowsgi_job_submit(gowsgi_sched *s, gowsgi_job *job, char *hdrbuf, gowsgi_eve
 		PyThreadState *ts = ts_get(s->gi, &temp);
 		int64_t t0 = now_ns();
 		PyEval_RestoreThread(ts);
-		__atomic_add_fetch(&s->st.gil_wait_ns, now_ns() - t0, __ATOMIC_RELAXED);
-		sched_collect(s);
 		int64_t t1 = now_ns();
-		request_run(job);
+		__atomic_add_fetch(&s->st.gil_wait_ns, t1 - t0, __ATOMIC_RELAXED);
+		sched_collect(s);
+		request_run(job, t1);
 		note_request(s, now_ns() - t1, -1);
 		read_interval(s);
 		pthread_mutex_lock(&s->mu);

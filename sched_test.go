@@ -99,6 +99,36 @@ func TestQueuedRequestsRunBackToBack(t *testing.T) {
 	assert.EqualValues(t, 1, st.Direct, "the first ran on its own goroutine's thread, the interpreter being idle")
 }
 
+// Requests that are short (a few microseconds of Python, like this one)
+// run on their own goroutine's thread even while another request holds a
+// place: a hand-off to a worker, and back to Go, would cost more than
+// they do. The scheduler learns that they are short from the last ones,
+// which it queues until it knows.
+func TestShortRequestsRunOnTheirOwnThread(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("reads /proc/self/task")
+	}
+	h, _ := newHandler(t, "application", wsgi.WithThreads(2))
+	srv := serve(t, h)
+	gated := startGated(t, srv) // holds a place, blocked on I/O
+	defer gated.open()
+	var thread string
+	for deadline := time.Now().Add(20 * time.Second); thread == "" && time.Now().Before(deadline); {
+		before := h.Stats().Interpreters[0].Direct
+		r := get(t, srv, "/native-thread")
+		require.NoError(t, r.err)
+		require.Equal(t, 200, r.status)
+		if h.Stats().Interpreters[0].Direct == before+1 {
+			thread = r.body
+		}
+	}
+	require.NotEmpty(t, thread, "no short request ran on its own thread while another held a place")
+	assert.False(t, gated.ended(), "the gated request still holds its place")
+	comm, err := os.ReadFile("/proc/self/task/" + thread + "/comm")
+	require.NoError(t, err, "the thread that ran the request")
+	assert.NotEqual(t, "wsgi-python", strings.TrimSpace(string(comm)), "it ran on a worker")
+}
+
 // With one place, a client that takes nothing of a large response holds
 // none: the list body is sent with the place given back.
 func TestSlowClientOfListHoldsNoPlace(t *testing.T) {

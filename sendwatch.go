@@ -18,36 +18,49 @@ type sendWatch struct {
 	timeout time.Duration
 
 	mu      sync.Mutex
-	writers map[*watchedWriter]struct{}
+	writers *watchedWriter // the first of a list linked through next and prev
 	ticking bool
 }
 
-// A watchedWriter is one response's body writer, seen by the watchdog.
+// A watchedWriter is one response's body writer, seen by the watchdog. It
+// lives in its response, so registering it allocates nothing.
 type watchedWriter struct {
-	w     http.ResponseWriter
-	since atomic.Int64 // UnixNano of the start of the write in progress, 0 when none
-	cut   atomic.Bool
+	w          http.ResponseWriter
+	since      atomic.Int64 // UnixNano of the start of the write in progress, 0 when none
+	cut        atomic.Bool
+	next, prev *watchedWriter // under the sendWatch's mu
 }
 
-// watch registers w for the life of one response; done unregisters it.
-func (sw *sendWatch) watch(w http.ResponseWriter) *watchedWriter {
-	ww := &watchedWriter{w: w}
+// watch registers ww, writing to w, for the life of one response; done
+// unregisters it.
+func (sw *sendWatch) watch(ww *watchedWriter, w http.ResponseWriter) {
+	ww.w = w
+	ww.since.Store(0)
+	ww.cut.Store(false)
 	sw.mu.Lock()
-	if sw.writers == nil {
-		sw.writers = map[*watchedWriter]struct{}{}
+	ww.prev, ww.next = nil, sw.writers
+	if sw.writers != nil {
+		sw.writers.prev = ww
 	}
-	sw.writers[ww] = struct{}{}
+	sw.writers = ww
 	if !sw.ticking {
 		sw.ticking = true
 		go sw.tick()
 	}
 	sw.mu.Unlock()
-	return ww
 }
 
 func (sw *sendWatch) done(ww *watchedWriter) {
 	sw.mu.Lock()
-	delete(sw.writers, ww)
+	if ww.prev != nil {
+		ww.prev.next = ww.next
+	} else {
+		sw.writers = ww.next
+	}
+	if ww.next != nil {
+		ww.next.prev = ww.prev
+	}
+	ww.next, ww.prev = nil, nil
 	sw.mu.Unlock()
 }
 
@@ -61,12 +74,12 @@ func (sw *sendWatch) tick() {
 		now := time.Now().UnixNano()
 		stalled = stalled[:0]
 		sw.mu.Lock()
-		if len(sw.writers) == 0 {
+		if sw.writers == nil {
 			sw.ticking = false
 			sw.mu.Unlock()
 			return
 		}
-		for ww := range sw.writers {
+		for ww := sw.writers; ww != nil; ww = ww.next {
 			if s := ww.since.Load(); s != 0 && time.Duration(now-s) > sw.timeout && !ww.cut.Load() {
 				stalled = append(stalled, ww)
 			}

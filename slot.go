@@ -33,9 +33,10 @@ type slot struct {
 	efd *os.File
 	fd  C.int
 
-	env    envBuf // the packed environ, copied into the job
-	hdrbuf []byte // headers C reports, hdrBufSize bytes
-	out    []byte // WithOutputBuffering's buffer
+	env     envBuf   // the packed environ, copied into the job
+	hdrbuf  []byte   // headers C reports, hdrBufSize bytes
+	out     []byte   // WithOutputBuffering's buffer
+	pending []header // the array of a response's headers
 
 	guard guard           // the request callbacks may use
 	ev    *C.gowsgi_event // the job's last event, in C memory

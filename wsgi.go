@@ -184,6 +184,7 @@ func (rq *request) cleanup() {
 		rq.h.sendWatch.done(rq.resp.watched)
 	}
 	rq.s.out = rq.resp.out[:0]
+	rq.s.pending = rq.resp.pending[:0]
 }
 
 // enter counts a request in, unless shutdown has begun.
