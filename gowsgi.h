@@ -293,9 +293,9 @@ void sched_block(gowsgi_job *job);
 /* Takes a place and the GIL again after sched_block. */
 void sched_unblock(gowsgi_job *job);
 
-/* Releases references Go gave back, if the scheduler holds any.  Needs the
- * GIL of the scheduler's interpreter. */
-void sched_collect(gowsgi_sched *s);
+/* Releases references Go gave back, if the scheduler holds any; returns
+ * whether it did.  Needs the GIL of the scheduler's interpreter. */
+int sched_collect(gowsgi_sched *s);
 
 /* Now, in ns on CLOCK_MONOTONIC. */
 int64_t now_ns(void);

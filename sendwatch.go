@@ -89,6 +89,7 @@ func (sw *sendWatch) tick() {
 			ww.cut.Store(true)
 			http.NewResponseController(ww.w).SetWriteDeadline(aLongTimeAgo)
 		}
+		clear(stalled) // each is in its request, which it would keep
 	}
 }
 

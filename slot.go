@@ -145,6 +145,9 @@ func (p *slotPool) put(s *slot) {
 	if cap(s.out) > 1<<20 {
 		s.out = nil
 	}
+	if cap(s.pending) > 64 {
+		s.pending = nil
+	}
 	p.mu.Lock()
 	p.idle = append(p.idle, s)
 	p.mu.Unlock()

@@ -184,7 +184,10 @@ func (rq *request) cleanup() {
 		rq.h.sendWatch.done(rq.resp.watched)
 	}
 	rq.s.out = rq.resp.out[:0]
-	rq.s.pending = rq.resp.pending[:0]
+	if p := rq.resp.pending; p != nil {
+		clear(p[:cap(p)]) // the array outlives the request, not its strings
+		rq.s.pending = p[:0]
+	}
 }
 
 // enter counts a request in, unless shutdown has begun.
