@@ -343,9 +343,9 @@ func (r *run) serve(round int, s server, loads []workload) {
 			r.results[s.name] = map[string][]sample{}
 		}
 		r.results[s.name][w.name] = append(r.results[s.name][w.name], sample{round, res})
-		fmt.Printf("round %d  %-10s %-17s %9.0f req/s  p50 %8s  p99 %8s  CPU %6.1f µs/req  %5.2f cs/req  RSS %6.1f MiB  errors %d  queued %d  threads exited %d\n",
+		fmt.Printf("round %d  %-10s %-17s %9.0f req/s  p50 %8s  p99 %8s  CPU %6.1f µs/req  %5.2f cs/req  RSS %6.1f MiB  PSS %6.1f MiB  errors %d  queued %d  threads exited %d\n",
 			round, w.name, s.name, res.RPS, harness.Ms(res.P50), harness.Ms(res.P99), cpuPerReq(res), switchesPerReq(res),
-			mib(res.ServerRSSKB), res.Errors+res.Non2xx, res.Queued, res.Exited)
+			mib(res.ServerRSSKB), mib(res.ServerPSSKB), res.Errors+res.Non2xx, res.Queued, res.Exited)
 	}
 }
 

@@ -19,6 +19,7 @@ var (
 	mP99 metric = func(s sample) float64 { return float64(s.P99) }
 	mCPU metric = func(s sample) float64 { return cpuPerReq(s.WrkResult) }
 	mRSS metric = func(s sample) float64 { return mib(s.ServerRSSKB) }
+	mPSS metric = func(s sample) float64 { return mib(s.ServerPSSKB) }
 	mCS  metric = func(s sample) float64 { return switchesPerReq(s.WrkResult) }
 )
 
@@ -86,6 +87,10 @@ func (r *run) report(start time.Time) string {
 		"threads that exit during the run are not counted.\n")
 	p("- **RSS**: the sum of VmRSS over the server's process tree right after the measured run. " +
 		"Pages shared between processes (forked workers, shared libraries) are counted once per process.\n")
+	p("- **PSS**: the sum of the proportional set sizes (Pss in /proc/PID/smaps_rollup) over the same tree " +
+		"at the same moment: a page shared by n processes counts 1/n in each, so the sum counts the tree's " +
+		"shared pages once. This is the memory the tree takes from the machine; RSS overstates it for " +
+		"several processes.\n")
 	p("- **x bare**: the figure divided by go-bare's in the same round, median over rounds " +
 		"(for req/s, higher is better; for the others, lower is).\n")
 	p("- **loop cost**: once per round, before the servers, `%s bench/apps/loop.py` calls each Python-bound "+
@@ -195,7 +200,7 @@ func (r *run) table(w workload) string {
 	for _, s := range r.servers {
 		ss := r.results[s.name][w.name]
 		if len(ss) == 0 {
-			rows = append(rows, []string{s.name, "skipped", "", "", "", "", "", "", "", "", "", "", "", ""})
+			rows = append(rows, []string{s.name, "skipped", "", "", "", "", "", "", "", "", "", "", "", "", ""})
 			continue
 		}
 		lo, hi := harness.MinMax(values(ss, mRPS))
@@ -212,11 +217,12 @@ func (r *run) table(w workload) string {
 			fmt.Sprintf("%.1f µs", med(mCPU)), fmtRatio(ratio(ss, bare, mCPU)),
 			fmt.Sprintf("%.2f", med(mCS)),
 			fmt.Sprintf("%.1f MiB", med(mRSS)), fmtRatio(ratio(ss, bare, mRSS)),
+			fmt.Sprintf("%.1f MiB", med(mPSS)),
 			fmt.Sprint(errs),
 		})
 	}
 	return harness.Table([]string{"server", "req/s", "min–max", "x bare", "p50", "x bare", "p99", "x bare",
-		"CPU/req", "x bare", "cs/req", "RSS", "x bare", "errors"}, "lrrrrrrrrrrrrr", rows)
+		"CPU/req", "x bare", "cs/req", "RSS", "x bare", "PSS", "errors"}, "lrrrrrrrrrrrrrr", rows)
 }
 
 // isOther tells the servers that are neither gowsgi nor the ceiling.

@@ -215,7 +215,9 @@ func (r *run) targets() string {
 		medOf := func(ss []sample, m metric) float64 { return med(values(ss, m)) }
 		row := []string{w.name,
 			fmtF("%.0f", medOf(g2[w.name], mRPS)), fmtF("%.0f", medOf(uw[w.name], mRPS)), fmtRatio(rps),
-			fmtF("%.1f MiB", medOf(g2[w.name], mRSS)), fmtF("%.1f MiB", medOf(uw[w.name], mRSS)), fmtRatio(rss)}
+			fmtF("%.1f MiB", medOf(g2[w.name], mRSS)), fmtF("%.1f MiB", medOf(uw[w.name], mRSS)), fmtRatio(rss),
+			fmtF("%.1f MiB", medOf(g2[w.name], mPSS)), fmtF("%.1f MiB", medOf(uw[w.name], mPSS)),
+			fmtRatio(ratio(g2[w.name], uw[w.name], mPSS))}
 		if name == "flask" {
 			row = append(row, fmt.Sprintf("req/s ≥ %.1fx, RSS ≤ %.1fx", twoProcRPS, twoProcRSS),
 				fmt.Sprintf("req/s %s, RSS %s", verdict(rps, twoProcRPS, true), verdict(rss, twoProcRSS, false)))
@@ -228,9 +230,11 @@ func (r *run) targets() string {
 		p("### gowsgi-2p against uWSGI\n\n")
 		p("Two processes each: gowsgi-2p (a supervisor and two workers of 8 threads) and uWSGI (a master " +
 			"and two workers of 4 threads). The ratios are gowsgi-2p's figure over uWSGI's in the same round; " +
-			"RSS is the sum over each process tree.\n\n")
+			"RSS is the sum over each process tree, the target's measure; PSS, beside it, counts the pages " +
+			"the processes share once.\n\n")
 		p("%s\n", harness.Table([]string{"workload", "gowsgi-2p req/s", "uwsgi req/s", "ratio",
-			"gowsgi-2p RSS", "uwsgi RSS", "ratio", "target", "verdict"}, "lrrrrrrll", rows))
+			"gowsgi-2p RSS", "uwsgi RSS", "ratio", "gowsgi-2p PSS", "uwsgi PSS", "ratio", "target", "verdict"},
+			"lrrrrrrrrrll", rows))
 	}
 
 	// (d) io and mixed.

@@ -308,6 +308,28 @@ func TreeRSS(root int) int64 {
 	return kib
 }
 
+// TreePSS returns the sum of the proportional set sizes (Pss in
+// /proc/PID/smaps_rollup) over root and its descendants, in KiB: each page
+// counted once in all, its share divided among the processes that map it.
+// 0 where the kernel has no smaps_rollup.
+func TreePSS(root int) int64 {
+	var kib int64
+	for _, pid := range Tree(root) {
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/smaps_rollup")
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if rest, ok := strings.CutPrefix(line, "Pss:"); ok {
+				n, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+				kib += n
+				break
+			}
+		}
+	}
+	return kib
+}
+
 // TreeTasks returns the number of threads (tasks in /proc/PID/task) of root
 // and its descendants.
 func TreeTasks(root int) int {
@@ -383,6 +405,7 @@ type WrkResult struct {
 	// Filled in by Measure:
 	ServerCPU   time.Duration // CPU time of the server's process tree
 	ServerRSSKB int64         // resident memory of the tree after the run
+	ServerPSSKB int64         // its proportional set size: shared pages counted once
 	Queued      int           // connections in the accept queue at mid-run
 	CtxSwitches int64         // of the tree's threads during the run (see SwitchesSince)
 	Exited      int           // threads of the tree that exited during the run
@@ -473,6 +496,7 @@ func Measure(ctx context.Context, pid, port int, mid time.Duration, args ...stri
 	r.ServerCPU = TreeCPU(pid) - before
 	r.CtxSwitches, r.Exited = SwitchesSince(switches, TreeCtxSwitches(pid))
 	r.ServerRSSKB = TreeRSS(pid)
+	r.ServerPSSKB = TreePSS(pid)
 	r.Queued = <-queued
 	return r, nil
 }
