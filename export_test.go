@@ -7,6 +7,15 @@ func SetWriterTimerHook(f func()) (restore func()) {
 	return func() { testHookWriterTimer.Store(nil) }
 }
 
+// SetSendTickHook has f run in the send watch's ticker of every handler
+// whose watch starts before the returned function restores the default:
+// with true once a tick has found stalled writes, before it cuts them, and
+// with false at the end of each tick.
+func SetSendTickHook(f func(found bool)) (restore func()) {
+	testHookSendTick.Store(&f)
+	return func() { testHookSendTick.Store(nil) }
+}
+
 // SetInterruptHook has f run in the request timeout's timer right after it
 // has interrupted a request's thread, until the returned function restores
 // the default.

@@ -1,6 +1,7 @@
 package wsgi_test
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -242,6 +243,69 @@ func TestSendTimeoutSparesASlowReader(t *testing.T) {
 	assert.Equal(t, 40*65536, total)
 	assert.Greater(t, time.Since(start), 500*time.Millisecond, "the response lasted longer than the timeout")
 	assert.Zero(t, h.Stats().Errors)
+}
+
+// A write the send watch finds stalled, but which goes through before the
+// watch cuts it, is not cut: its response may have ended, and a deadline
+// in the past left on the connection would fail the next request on it.
+func TestSendTimeoutSparesTheNextRequestOnTheConnection(t *testing.T) {
+	found, release := make(chan struct{}), make(chan struct{})
+	ticked := make(chan struct{}, 1000)
+	var once sync.Once
+	defer wsgi.SetSendTickHook(func(stalled bool) {
+		if stalled {
+			once.Do(func() {
+				close(found)
+				<-release
+			})
+			return
+		}
+		select {
+		case ticked <- struct{}{}:
+		default:
+		}
+	})()
+	h, _ := newHandler(t, "application", wsgi.WithSendTimeout(200*time.Millisecond))
+	srv := serve(t, h)
+	u, err := url.Parse(srv.URL)
+	require.NoError(t, err)
+	conn, err := net.Dial("tcp", u.Host)
+	require.NoError(t, err)
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(30 * time.Second))
+	br := bufio.NewReader(conn)
+
+	// The client reads nothing until the watch has found the write
+	// stalled, then reads the whole response while the watch waits.
+	_, err = fmt.Fprintf(conn, "GET /big-stream?n=200&size=65536 HTTP/1.1\r\nHost: x\r\n\r\n")
+	require.NoError(t, err)
+	select {
+	case <-found:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the send watch never found the write stalled")
+	}
+	resp, err := http.ReadResponse(br, nil)
+	require.NoError(t, err)
+	n, err := io.Copy(io.Discard, resp.Body)
+	require.NoError(t, err, "the first response")
+	require.EqualValues(t, 200*65536, n)
+	for len(ticked) > 0 {
+		<-ticked
+	}
+	close(release)
+	select {
+	case <-ticked: // the tick that found the write stalled is over
+	case <-time.After(20 * time.Second):
+		t.Fatal("the send watch's tick never ended")
+	}
+
+	_, err = fmt.Fprintf(conn, "GET /big-stream?n=1&size=10 HTTP/1.1\r\nHost: x\r\n\r\n")
+	require.NoError(t, err)
+	resp, err = http.ReadResponse(br, nil)
+	require.NoError(t, err, "the next request on the connection")
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err, "the next response's body")
+	assert.Equal(t, "gggggggggg", string(body))
 }
 
 func TestQueueLimits(t *testing.T) {

@@ -29,6 +29,7 @@ type watchedWriter struct {
 	since      atomic.Int64 // UnixNano of the start of the write in progress, 0 when none
 	cut        atomic.Bool
 	next, prev *watchedWriter // under the sendWatch's mu
+	listed     bool           // registered, under the sendWatch's mu
 }
 
 // watch registers ww, writing to w, for the life of one response; done
@@ -43,6 +44,7 @@ func (sw *sendWatch) watch(ww *watchedWriter, w http.ResponseWriter) {
 		sw.writers.prev = ww
 	}
 	sw.writers = ww
+	ww.listed = true
 	if !sw.ticking {
 		sw.ticking = true
 		go sw.tick()
@@ -61,6 +63,7 @@ func (sw *sendWatch) done(ww *watchedWriter) {
 		ww.next.prev = ww.prev
 	}
 	ww.next, ww.prev = nil, nil
+	ww.listed = false
 	sw.mu.Unlock()
 }
 
@@ -69,7 +72,12 @@ func (sw *sendWatch) tick() {
 	period := min(max(sw.timeout/4, 10*time.Millisecond), time.Second)
 	t := time.NewTicker(period)
 	defer t.Stop()
-	var stalled []*watchedWriter
+	type write struct {
+		ww    *watchedWriter
+		since int64
+	}
+	var stalled []write
+	hook := testHookSendTick.Load()
 	for range t.C {
 		now := time.Now().UnixNano()
 		stalled = stalled[:0]
@@ -77,21 +85,45 @@ func (sw *sendWatch) tick() {
 		if sw.writers == nil {
 			sw.ticking = false
 			sw.mu.Unlock()
+			if hook != nil {
+				(*hook)(false)
+			}
 			return
 		}
 		for ww := sw.writers; ww != nil; ww = ww.next {
 			if s := ww.since.Load(); s != 0 && time.Duration(now-s) > sw.timeout && !ww.cut.Load() {
-				stalled = append(stalled, ww)
+				stalled = append(stalled, write{ww, s})
 			}
 		}
 		sw.mu.Unlock()
-		for _, ww := range stalled {
-			ww.cut.Store(true)
-			http.NewResponseController(ww.w).SetWriteDeadline(aLongTimeAgo)
+		if hook != nil && len(stalled) > 0 {
+			(*hook)(true)
 		}
-		clear(stalled) // each is in its request, which it would keep
+		if len(stalled) > 0 {
+			// Cut under mu, and only a write still in progress: a
+			// response that has ended since (done takes mu) leaves
+			// its connection to the next request, which a deadline
+			// in the past would fail.
+			sw.mu.Lock()
+			for _, x := range stalled {
+				if x.ww.listed && x.ww.since.Load() == x.since {
+					x.ww.cut.Store(true)
+					http.NewResponseController(x.ww.w).SetWriteDeadline(aLongTimeAgo)
+				}
+			}
+			sw.mu.Unlock()
+			clear(stalled) // each is in its request, which it would keep
+		}
+		if hook != nil {
+			(*hook)(false)
+		}
 	}
 }
+
+// testHookSendTick, when set by a test before the watch starts, runs in the
+// send watch's ticker: with true once it has found stalled writes and
+// before it cuts them, with false at the end of each tick.
+var testHookSendTick atomic.Pointer[func(found bool)]
 
 // begin and end bracket one write.
 func (ww *watchedWriter) begin() { ww.since.Store(time.Now().UnixNano()) }
