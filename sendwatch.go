@@ -96,10 +96,10 @@ func (sw *sendWatch) tick() {
 			}
 		}
 		sw.mu.Unlock()
-		if hook != nil && len(stalled) > 0 {
-			(*hook)(true)
-		}
 		if len(stalled) > 0 {
+			if hook != nil {
+				(*hook)(true)
+			}
 			// Cut under mu, and only a write still in progress: a
 			// response that has ended since (done takes mu) leaves
 			// its connection to the next request, which a deadline

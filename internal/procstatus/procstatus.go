@@ -1,6 +1,7 @@
 // Package procstatus reads the figures of a Linux process that tests and
 // benchmarks watch (resident memory, its peak, threads) from
-// /proc/PID/status.
+// /proc/PID/status, and its proportional set size from
+// /proc/PID/smaps_rollup.
 package procstatus
 
 import (
@@ -8,6 +9,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -27,13 +29,7 @@ func Read(pid string) (Status, error) {
 		return Status{}, err
 	}
 	var s Status
-	for _, line := range strings.Split(string(b), "\n") {
-		key, v, _ := strings.Cut(line, ":")
-		f := strings.Fields(v)
-		if len(f) == 0 {
-			continue
-		}
-		n, err := strconv.ParseInt(f[0], 10, 64)
+	err = numbers(path, b, func(key string, n int64) {
 		switch key {
 		case "VmRSS":
 			s.RSS = n << 10 // in kB
@@ -41,17 +37,53 @@ func Read(pid string) (Status, error) {
 			s.Peak = n << 10
 		case "Threads":
 			s.Threads = int(n)
-		default:
-			continue
 		}
-		if err != nil {
-			return Status{}, fmt.Errorf("%s: %s: %v", path, key, err)
-		}
+	}, "VmRSS", "VmHWM", "Threads")
+	if err != nil {
+		return Status{}, err
 	}
 	if s.RSS == 0 {
 		return Status{}, fmt.Errorf("%s: no VmRSS", path)
 	}
 	return s, nil
+}
+
+// PSS reads the proportional set size, in bytes, from
+// /proc/PID/smaps_rollup: each page the process maps, divided by the number
+// of processes that map it.
+func PSS(pid string) (int64, error) {
+	path := "/proc/" + pid + "/smaps_rollup"
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	pss := int64(-1)
+	if err := numbers(path, b, func(_ string, n int64) { pss = n << 10 }, "Pss"); err != nil {
+		return 0, err
+	}
+	if pss < 0 {
+		return 0, fmt.Errorf("%s: no Pss", path)
+	}
+	return pss, nil
+}
+
+// numbers calls fn with the key and the first number of each "Key: number
+// ..." line of b, the text of the /proc file path, whose key is one of
+// keys.
+func numbers(path string, b []byte, fn func(key string, n int64), keys ...string) error {
+	for _, line := range strings.Split(string(b), "\n") {
+		key, v, _ := strings.Cut(line, ":")
+		f := strings.Fields(v)
+		if len(f) == 0 || !slices.Contains(keys, key) {
+			continue
+		}
+		n, err := strconv.ParseInt(f[0], 10, 64)
+		if err != nil {
+			return fmt.Errorf("%s: %s: %v", path, key, err)
+		}
+		fn(key, n)
+	}
+	return nil
 }
 
 // TB is the part of testing.TB that Settled uses.

@@ -315,16 +315,8 @@ func TreeRSS(root int) int64 {
 func TreePSS(root int) int64 {
 	var kib int64
 	for _, pid := range Tree(root) {
-		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/smaps_rollup")
-		if err != nil {
-			continue
-		}
-		for _, line := range strings.Split(string(b), "\n") {
-			if rest, ok := strings.CutPrefix(line, "Pss:"); ok {
-				n, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-				kib += n
-				break
-			}
+		if b, err := procstatus.PSS(strconv.Itoa(pid)); err == nil {
+			kib += b >> 10
 		}
 	}
 	return kib
