@@ -9,7 +9,12 @@ APP ?= examples/hello.py
 # Extra go test flags for `make test`, e.g. ARGS="-run TestX -short".
 ARGS ?=
 
-.PHONY: setup test serve vet soak bench bench-isolated bench-slow
+# The command links CPython in statically when libpython's archive is there
+# (scripts/static-ldflags.sh): Python code runs faster than from the shared
+# libpython. Without the archive it says so and links the shared one.
+STATIC = $$(scripts/static-ldflags.sh || echo >&2 "make: linking the shared libpython instead")
+
+.PHONY: setup build test serve vet soak bench bench-isolated bench-slow
 
 setup:
 	scripts/setup.sh
@@ -17,9 +22,14 @@ setup:
 test:
 	scripts/test.sh $(ARGS)
 
+# ./gowsgi, the command.
+build:
+	scripts/setup.sh
+	CGO_LDFLAGS="$$CGO_LDFLAGS $(STATIC)" go build -o gowsgi ./cmd/gowsgi
+
 serve:
 	scripts/setup.sh
-	go run ./cmd/gowsgi --bind $(BIND) $(APP)
+	CGO_LDFLAGS="$$CGO_LDFLAGS $(STATIC)" go run ./cmd/gowsgi --bind $(BIND) $(APP)
 
 vet:
 	scripts/setup.sh

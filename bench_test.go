@@ -126,6 +126,24 @@ func BenchmarkFlaskParallel(b *testing.B) {
 	benchParallel(b, benchHandler(b, flaskBench(b)))
 }
 
+// BenchmarkDjango is a Django JSON view through the URL resolver and a new
+// project's middleware (bench/apps/djangoapp.py).
+func BenchmarkDjango(b *testing.B) {
+	abs, err := filepath.Abs(filepath.Join("bench", "apps", "djangoapp.py"))
+	require.NoError(b, err)
+	h, err := wsgi.NewHandler(wsgi.WithApp(abs+":app"), wsgi.WithLogger(slog.New(slog.DiscardHandler)))
+	if pe := importError(err); pe != nil {
+		b.Skipf("Django does not import (make setup): %s", pe.Message)
+	}
+	require.NoError(b, err)
+	b.Cleanup(func() { h.Close() })
+	const target = "http://localhost/django" // a host the app allows
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", target, nil))
+	require.Equal(b, http.StatusOK, rec.Code, rec.Body.String())
+	benchSerial(b, h, target)
+}
+
 // flaskBench is the app spec of the benchmarks' Flask view; it skips the
 // benchmark where Flask is not installed.
 func flaskBench(b *testing.B) string {

@@ -58,6 +58,11 @@ int gowsgi_runtime_init(const gowsgi_settings *s, gowsgi_error *err);
 /* Writes the running Python's version into buf (NUL-terminated). */
 void gowsgi_runtime_version(char *buf, size_t n);
 
+/* 1 when CPython's code is part of the object this code is in (linked in
+ * from libpython's static archive), 0 when it comes from a shared
+ * libpython.  Needs no running Python. */
+int gowsgi_python_static(void);
+
 /* ---------------------------------------------------------- interpreters */
 
 enum {

@@ -2,6 +2,7 @@
  * loading, reloading and ending the interpreters handlers own. */
 #include "gowsgi.h"
 
+#include <dlfcn.h>
 #ifdef __GLIBC__
 #include <malloc.h>
 #endif
@@ -60,6 +61,14 @@ failure:
 void gowsgi_runtime_version(char *buf, size_t n)
 {
 	snprintf(buf, n, "%s", Py_GetVersion());
+}
+
+int gowsgi_python_static(void)
+{
+	Dl_info py, ours;
+	if (!dladdr((void *)Py_Initialize, &py) || !dladdr((void *)gowsgi_python_static, &ours))
+		return 0;
+	return py.dli_fbase == ours.dli_fbase;
 }
 
 /* -------------------------------------------------------- thread states */

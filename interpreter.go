@@ -128,6 +128,13 @@ func PythonVersion() string {
 	return rt.version
 }
 
+// PythonLinkedStatically reports whether CPython is part of the program's
+// own binary, linked from libpython's static archive (see "Linking Python
+// statically" in the README), rather than loaded from a shared libpython.
+func PythonLinkedStatically() bool {
+	return C.gowsgi_python_static() != 0
+}
+
 // interp is one Python interpreter owned by a handler, and the scheduler
 // that runs requests in it.
 type interp struct {

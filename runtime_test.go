@@ -160,4 +160,39 @@ func TestLinkedPython(t *testing.T) {
 	got := wsgi.PythonVersion()
 	assert.True(t, got == want || strings.HasPrefix(got, want+"."),
 		"built for Python %s, running Python %s", want, got)
+	// scripts/test.sh runs the suite once more with CPython linked in
+	// statically, and says so in GOWSGI_TEST_STATIC.
+	if s := os.Getenv("GOWSGI_TEST_STATIC"); s != "" {
+		assert.Equal(t, s == "1", wsgi.PythonLinkedStatically(), "GOWSGI_TEST_STATIC=%s", s)
+	}
+}
+
+// TestExtensionModules: C extension modules import and work, those built
+// into libpython and those in lib-dynload, which take the C API from
+// whatever loaded them. Linked statically, that is the program itself, which
+// must export Python's symbols (scripts/static-ldflags.sh); without that
+// every shared module fails with "undefined symbol".
+func TestExtensionModules(t *testing.T) {
+	h, err := wsgi.NewHandler(wsgi.WithApp(testdata(t, "extmods.py")))
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, h.Close()) })
+	var got map[string]string
+	getJSON(t, serve(t, h), "/", &got)
+	t.Logf("Python %s, linked statically: %v", wsgi.PythonVersion(), wsgi.PythonLinkedStatically())
+	ok := 0
+	for mod, res := range got {
+		switch res {
+		case "ok":
+			ok++
+		case "absent":
+			t.Logf("%s: not built into this Python", mod)
+		default:
+			t.Errorf("%s: %s", mod, res)
+		}
+	}
+	// _json, _struct and zlib are in every Python these tests run on.
+	for _, mod := range []string{"_json", "_struct", "zlib"} {
+		assert.Equal(t, "ok", got[mod], mod)
+	}
+	assert.GreaterOrEqual(t, ok, 10, "%v", got)
 }

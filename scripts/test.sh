@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Run the whole gowsgi test suite: set-up, go vet, gofmt, then
-# `go test -race` against the system Python, each extra Python build, and
-# Debian testing's Pythons (scripts/test-forky.sh). Prints how long each
+# `go test -race` against the system Python (linked as a shared library, then
+# statically), each extra Python build, and Debian testing's Pythons
+# (scripts/test-forky.sh). Prints how long each
 # part took.
 #
 # Usage: scripts/test.sh [go test flags...]   e.g. scripts/test.sh -run TestX -short
@@ -88,7 +89,24 @@ sys_ver=$(pkg-config --modversion python3-embed 2>/dev/null | cut -d. -f1,2 || t
 label="Python ${sys_ver:-?} (system)"
 echo "== $label =="
 t0=$SECONDS
-if GOWSGI_TEST_PYTHON="$sys_ver" go test -race -count=1 ./... "$@"; then
+if GOWSGI_TEST_PYTHON="$sys_ver" GOWSGI_TEST_STATIC=0 go test -race -count=1 ./... "$@"; then
+	summary+=("$label: ok")
+else
+	summary+=("$label: FAIL")
+	failed=1
+fi
+took "$label" "$t0"
+
+# The same Python linked in statically (scripts/static-ldflags.sh), the way
+# the command is built by make serve and the benchmarks.
+label="Python ${sys_ver:-?} (system), linked statically"
+echo "== $label =="
+t0=$SECONDS
+if ! static=$(scripts/static-ldflags.sh); then
+	echo "== $label: no static libpython, skipped =="
+	summary+=("$label: skipped (no static libpython)")
+elif CGO_LDFLAGS="$static" GOWSGI_TEST_PYTHON="$sys_ver" GOWSGI_TEST_STATIC=1 \
+	go test -race -count=1 ./... "$@"; then
 	summary+=("$label: ok")
 else
 	summary+=("$label: FAIL")

@@ -286,7 +286,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if c.showVersion {
-		fmt.Fprintf(stdout, "gowsgi %s\n", version)
+		linked := "from a shared libpython"
+		if wsgi.PythonLinkedStatically() {
+			linked = "linked statically"
+		}
+		fmt.Fprintf(stdout, "gowsgi %s (CPython %s)\n", version, linked)
 		return 0
 	}
 	var level slog.Level

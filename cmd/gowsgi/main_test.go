@@ -162,6 +162,11 @@ func TestBadFlags(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	assert.Zero(t, run([]string{"--version"}, &stdout, &stderr))
 	assert.True(t, strings.HasPrefix(stdout.String(), "gowsgi "))
+	// How CPython is linked (scripts/test.sh says which in GOWSGI_TEST_STATIC).
+	if s := os.Getenv("GOWSGI_TEST_STATIC"); s != "" {
+		want := map[string]string{"0": "(CPython from a shared libpython)", "1": "(CPython linked statically)"}[s]
+		assert.Contains(t, stdout.String(), want, "GOWSGI_TEST_STATIC=%s", s)
+	}
 }
 
 // pidApp is an app that answers with its version and the process ID, so a

@@ -803,11 +803,31 @@ func Plural(n int) string {
 
 // BuildGowsgi builds ./cmd/gowsgi into dir, from the module's root (see
 // Prepare), with env added to this process's environment, and returns the
-// binary's path.
+// binary's path. CPython is linked in statically, as make serve does, when
+// scripts/static-ldflags.sh finds libpython's archive for the Python that
+// pkg-config names (env may set PKG_CONFIG_PATH); otherwise the binary loads
+// the shared libpython, and BuildGowsgi says why on stderr. The binary's
+// --version tells which.
 func BuildGowsgi(dir string, env ...string) (string, error) {
+	env = append(os.Environ(), env...)
+	flags := exec.Command("scripts/static-ldflags.sh")
+	flags.Env = env
+	flags.Stderr = os.Stderr
+	if out, err := flags.Output(); err == nil {
+		ld := strings.TrimSpace(string(out))
+		for i := len(env) - 1; i >= 0; i-- {
+			if v, ok := strings.CutPrefix(env[i], "CGO_LDFLAGS="); ok {
+				ld = v + " " + ld
+				break
+			}
+		}
+		env = append(env, "CGO_LDFLAGS="+ld)
+	} else {
+		fmt.Fprintf(os.Stderr, "building gowsgi with the shared libpython (scripts/static-ldflags.sh: %v)\n", err)
+	}
 	bin := filepath.Join(dir, "gowsgi")
 	build := exec.Command("go", "build", "-o", bin, "./cmd/gowsgi")
-	build.Env = append(os.Environ(), env...)
+	build.Env = env
 	if out, err := build.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("go build ./cmd/gowsgi: %v\n%s", err, out)
 	}
