@@ -8,7 +8,10 @@
 //
 // It first installs what is missing with apt-get (as root): wrk, uwsgi and
 // its python3 plugin, gunicorn, waitress, Flask and Django. Then it builds
-// the gowsgi command and runs the servers one at a time, round after round
+// the gowsgi command (CPython linked statically, as make serve does, and
+// for gowsgi-shared with the shared libpython; for gowsgi-iso2, against a
+// Python 3.12 or 3.14+ when one is found, see -iso-python) and runs the
+// servers one at a time, round after round
 // (A B C ... A B C ...), so that a slow minute of the shared machine hurts
 // every server of one round rather than one server of every round. Each
 // measurement is a wrk run of -duration after a warm-up run of -warmup; it
@@ -82,30 +85,53 @@ type server struct {
 	name     string
 	note     string
 	argv     func(e *env, addr, module, callable string) []string
-	optional bool // run only when named in -servers
+	optional bool     // run only when named in -servers
+	only     []string // the workloads it serves, if not all
 }
+
+// serves tells whether s serves workload w.
+func (s server) serves(w workload) bool { return s.only == nil || slices.Contains(s.only, w.name) }
 
 // env is what the servers' command lines need.
 type env struct {
 	self   string // this program, for -bare
-	gowsgi string // the built command
+	gowsgi string // the built command, CPython linked statically if it can be
+	shared string // the same with the shared libpython (gowsgi-shared)
 	apps   string // absolute path of bench/apps
 	tuned  []string
+
+	// gowsgi-iso2: the command built against a Python that runs
+	// interpreters with their own GIL (harness.OwnGILPython), or why not.
+	iso        string
+	isoPrefix  string
+	isoVersion string
+	isoSkip    string
 }
+
+// distPackages is where Debian installs pure-Python packages such as Flask,
+// which gowsgi-iso2's Python imports from there.
+const distPackages = "/usr/lib/python3/dist-packages"
 
 var servers = []server{
 	{"go-bare", "net/http alone, the same bytes (the ceiling)", func(e *env, addr, _, _ string) []string {
 		return []string{e.self, "-bare", addr}
-	}, false},
-	{"gowsgi", "the command with its default flags (--threads 8, one sub-interpreter)", func(e *env, addr, mod, fn string) []string {
+	}, false, nil},
+	{"gowsgi", "the command with its default flags (--threads 8, one sub-interpreter), CPython linked statically as make serve builds it", func(e *env, addr, mod, fn string) []string {
 		return []string{e.gowsgi, "--bind", addr, "--chdir", e.apps, mod + ":" + fn}
-	}, false},
+	}, false, nil},
+	{"gowsgi-shared", "the same, built with the shared libpython (a plain go build): what linking CPython statically changes", func(e *env, addr, mod, fn string) []string {
+		return []string{e.shared, "--bind", addr, "--chdir", e.apps, mod + ":" + fn}
+	}, false, []string{"hello-c50", "flask", "django"}},
 	{"gowsgi-2p", "the command with --processes 2: a supervisor and two worker processes, each with the default flags", func(e *env, addr, mod, fn string) []string {
 		return []string{e.gowsgi, "--bind", addr, "--chdir", e.apps, "--processes", "2", mod + ":" + fn}
-	}, false},
+	}, false, nil},
+	{"gowsgi-iso2", "", func(e *env, addr, mod, fn string) []string {
+		return []string{e.iso, "--bind", addr, "--chdir", e.apps, "--interpreter", "isolated", "--interpreters", "2",
+			"--pythonpath", distPackages, mod + ":" + fn}
+	}, false, []string{"flask"}},
 	{"gowsgi-tuned", "", func(e *env, addr, mod, fn string) []string {
 		return append(append([]string{e.gowsgi, "--bind", addr, "--chdir", e.apps}, e.tuned...), mod+":"+fn)
-	}, true},
+	}, true, nil},
 	{"uwsgi", "2 processes x 4 threads, HTTP/1.1 keep-alive socket, no proxy in front", func(e *env, addr, mod, fn string) []string {
 		argv := []string{"uwsgi", "--plugin", "python3", "--http11-socket", addr, "--tcp-nodelay",
 			"--master", "--processes", "2", "--threads", "4", "--disable-logging", "--need-app",
@@ -117,18 +143,18 @@ var servers = []server{
 			argv = append(argv, "--plugin", "transformation_chunked", "--route-run", "chunked:")
 		}
 		return argv
-	}, false},
+	}, false, nil},
 	{"gunicorn-sync", "2 sync workers (no keep-alive: one connection per request)", func(e *env, addr, mod, fn string) []string {
 		return []string{"gunicorn", "--bind", addr, "--chdir", e.apps, "--workers", "2", "--worker-class", "sync",
 			"--log-level", "warning", mod + ":" + fn}
-	}, false},
+	}, false, nil},
 	{"gunicorn-gthread", "2 workers x 4 threads", func(e *env, addr, mod, fn string) []string {
 		return []string{"gunicorn", "--bind", addr, "--chdir", e.apps, "--workers", "2", "--worker-class", "gthread",
 			"--threads", "4", "--log-level", "warning", mod + ":" + fn}
-	}, false},
+	}, false, nil},
 	{"waitress", "one process, 8 threads", func(e *env, addr, mod, fn string) []string {
 		return []string{"waitress-serve", "--listen=" + addr, "--threads=8", mod + ":" + fn}
-	}, false},
+	}, false, nil},
 }
 
 // sample is one measurement: a server, a workload, a round.
@@ -176,6 +202,7 @@ func main() {
 		"comma-separated servers to run; gowsgi-tuned (the command with the flags of -tuned) runs only when named")
 	loadList := flag.String("workloads", names(workloads, func(w workload) string { return w.name }), "comma-separated workloads to run")
 	tuned := flag.String("tuned", "--threads 2", "flags of the gowsgi-tuned server")
+	isoPython := flag.String("iso-python", "", "prefix of the Python 3.12 or 3.14+ that gowsgi-iso2 is built against (default: the newest in ~/.pyenv/versions; none: gowsgi-iso2 is skipped)")
 	out := flag.String("out", "bench/RESULTS.md", "Markdown report to write, relative to the module root; empty for none")
 	flag.Parse()
 	if *bare != "" {
@@ -205,6 +232,7 @@ func main() {
 		os.Exit(2)
 	}
 	r.env.tuned = strings.Fields(*tuned)
+	r.env.isoPrefix = *isoPython
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	r.ctx = ctx
@@ -230,8 +258,22 @@ func (r *run) main(out string) error {
 	}
 	r.env.apps = filepath.Join(root, "bench", "apps")
 	fmt.Println("building ./cmd/gowsgi")
-	if r.env.gowsgi, err = harness.BuildGowsgi(r.tmp); err != nil {
+	if r.env.gowsgi, err = harness.BuildGowsgi(r.tmp, true); err != nil {
 		return err
+	}
+	if slices.ContainsFunc(r.servers, func(s server) bool { return s.name == "gowsgi-shared" }) {
+		dir := filepath.Join(r.tmp, "shared")
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			return err
+		}
+		if r.env.shared, err = harness.BuildGowsgi(dir, false); err != nil {
+			return err
+		}
+	}
+	if slices.ContainsFunc(r.servers, func(s server) bool { return s.name == "gowsgi-iso2" }) {
+		if err := r.buildIso(); err != nil {
+			return err
+		}
 	}
 	if r.script, err = harness.PostScript(r.tmp, len(echoBody)); err != nil {
 		return err
@@ -268,6 +310,9 @@ func (r *run) main(out string) error {
 			}
 			r.loop(round, views)
 		}
+		if r.env.iso != "" && slices.Contains(views, "flask") {
+			r.loopWith(round, filepath.Join(r.env.isoPrefix, "bin", "python3"), []string{"flask"}, isoView)
+		}
 		for _, g := range groups {
 			for _, s := range r.servers {
 				if err := r.ctx.Err(); err != nil {
@@ -281,10 +326,38 @@ func (r *run) main(out string) error {
 	return harness.Publish(r.report(start), out)
 }
 
+// buildIso builds gowsgi-iso2's command, or notes why it is skipped.
+func (r *run) buildIso() error {
+	prefix, version, skip, err := harness.OwnGILPython(r.env.isoPrefix)
+	if err != nil {
+		return fmt.Errorf("-iso-python: %v", err)
+	}
+	if skip != "" {
+		r.env.isoSkip = skip
+		fmt.Println("gowsgi-iso2 skipped:", skip)
+		return nil
+	}
+	r.env.isoPrefix, r.env.isoVersion = prefix, version
+	if v, ok := strings.CutPrefix(harness.First(filepath.Join(prefix, "bin", "python3"), "--version"), "Python "); ok {
+		r.env.isoVersion = v // with its patch level
+	}
+	dir := filepath.Join(r.tmp, "iso")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return err
+	}
+	fmt.Printf("building ./cmd/gowsgi against Python %s (%s) for gowsgi-iso2\n", r.env.isoVersion, harness.HomeRelative(prefix))
+	r.env.iso, err = harness.BuildGowsgi(dir, true, harness.BuildFor(prefix)...)
+	return err
+}
+
 // serve starts server s on the app of loads, measures each workload, and
 // kills the server's process tree. A server that does not start or does not
 // answer as it should is reported and skipped.
 func (r *run) serve(round int, s server, loads []workload) {
+	loads = slices.DeleteFunc(slices.Clone(loads), func(w workload) bool { return !s.serves(w) })
+	if len(loads) == 0 || s.name == "gowsgi-iso2" && r.env.iso == "" {
+		return
+	}
 	fail := func(w string, err error) { r.failures.Add(err, "round %d, %s, %s", round, s.name, w) }
 	all := names(loads, func(w workload) string { return w.name })
 	addr, port, err := harness.FreeAddr()
@@ -361,11 +434,23 @@ func (r *run) loopViews() []string {
 	return views
 }
 
+// isoView is the key of r.loops under which loopWith keeps the Flask view's
+// cost under gowsgi-iso2's Python.
+const isoView = "flask-iso"
+
 // loop runs bench/apps/loop.py once for views and keeps its figures. A
 // failure is reported and skipped, as a server's is.
-func (r *run) loop(round int, views []string) {
-	cmd := exec.CommandContext(r.ctx, python, append([]string{"loop.py"}, views...)...)
+func (r *run) loop(round int, views []string) { r.loopWith(round, python, views, "") }
+
+// loopWith runs loop.py with the Python py; key, if not empty, is where the
+// figures of its one view are kept instead of under the view's name. A
+// Python other than Debian's finds Flask in distPackages.
+func (r *run) loopWith(round int, py string, views []string, key string) {
+	cmd := exec.CommandContext(r.ctx, py, append([]string{"loop.py"}, views...)...)
 	cmd.Dir = r.env.apps
+	if py != python {
+		cmd.Env = append(os.Environ(), "PYTHONPATH="+distPackages, "PYTHONWARNINGS=ignore")
+	}
 	out, err := cmd.Output()
 	if err != nil {
 		if ee, ok := err.(*exec.ExitError); ok {
@@ -382,6 +467,9 @@ func (r *run) loop(round int, views []string) {
 			continue
 		}
 		ls.round = round
+		if key != "" {
+			name = key
+		}
 		r.loops[name] = append(r.loops[name], ls)
 		fmt.Printf("round %d  loop %-8s %8.1f µs/call CPU  %8.1f µs/call wall  (%d calls a batch)\n", round, name, ls.cpu, ls.wall, ls.calls)
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"math"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"time"
@@ -66,10 +67,16 @@ func (r *run) report(start time.Time) string {
 	p := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
 
 	b.WriteString(harness.Head("gowsgi against other WSGI servers", "./bench/compare", start))
-	b.WriteString(harness.Versions(r.env.gowsgi,
-		"waitress: "+harness.DebVersion("python3-waitress")+" (Debian package python3-waitress)",
-		"Flask: "+harness.DebVersion("python3-flask")+" (Debian package python3-flask)",
-		"Django: "+harness.DebVersion("python3-django")+" (Debian package python3-django)"))
+	more := []string{
+		"waitress: " + harness.DebVersion("python3-waitress") + " (Debian package python3-waitress)",
+		"Flask: " + harness.DebVersion("python3-flask") + " (Debian package python3-flask)",
+		"Django: " + harness.DebVersion("python3-django") + " (Debian package python3-django)",
+	}
+	if r.env.iso != "" {
+		more = append(more, fmt.Sprintf("gowsgi-iso2: %s, built against %s (%s)", harness.First(r.env.iso, "--version"),
+			harness.First(filepath.Join(r.env.isoPrefix, "bin", "python3"), "--version"), harness.HomeRelative(r.env.isoPrefix)))
+	}
+	b.WriteString(harness.Versions(r.env.gowsgi, more...))
 
 	p("\n## Method\n\n")
 	p("%d round%s; in each, every server serves every workload once, one server at a time, "+
@@ -106,8 +113,17 @@ func (r *run) report(start time.Time) string {
 			argv[i] = shortArg(argv[i], r)
 		}
 		note := s.note
-		if s.name == "gowsgi-tuned" {
+		switch s.name {
+		case "gowsgi-tuned":
 			note = fmt.Sprintf("the command with `%s` (flag -tuned): fewer threads taking turns on the GIL", strings.Join(r.env.tuned, " "))
+		case "gowsgi-iso2":
+			if r.env.iso == "" {
+				note = "not run: " + r.env.isoSkip
+				break
+			}
+			note = fmt.Sprintf("the command built against Python %s (%s), with two interpreters that each have "+
+				"their own GIL and 8 threads, in one process; Flask from Debian's package (pure Python); "+
+				"flask only", r.env.isoVersion, harness.HomeRelative(r.env.isoPrefix))
 		}
 		rows = append(rows, []string{"`" + s.name + "`", note, "`" + strings.Join(argv, " ") + "`"})
 	}
@@ -189,6 +205,8 @@ func shortArg(arg string, r *run) string {
 		return "go run ./bench/compare"
 	case r.env.gowsgi:
 		return "gowsgi"
+	case r.env.iso, r.env.shared:
+		return "gowsgi"
 	}
 	return strings.ReplaceAll(arg, r.env.apps, "bench/apps")
 }
@@ -198,6 +216,9 @@ func (r *run) table(w workload) string {
 	bare := r.results["go-bare"][w.name]
 	var rows [][]string
 	for _, s := range r.servers {
+		if !s.serves(w) {
+			continue
+		}
 		ss := r.results[s.name][w.name]
 		if len(ss) == 0 {
 			rows = append(rows, []string{s.name, "skipped", "", "", "", "", "", "", "", "", "", "", "", "", ""})

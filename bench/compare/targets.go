@@ -15,6 +15,7 @@ const (
 	gilTarget        = 0.85 // gowsgi's req/s x loop cost, at least
 	twoProcRPS       = 1.2  // gowsgi-2p's req/s over uWSGI's on flask, at least
 	twoProcRSS       = 1.0  // gowsgi-2p's RSS over uWSGI's on flask, at most
+	isoRPS           = 1.2  // gowsgi-iso2's req/s over uWSGI's on flask, at least
 )
 
 // at returns the sample of round in ss.
@@ -235,6 +236,46 @@ func (r *run) targets() string {
 		p("%s\n", harness.Table([]string{"workload", "gowsgi-2p req/s", "uwsgi req/s", "ratio",
 			"gowsgi-2p RSS", "uwsgi RSS", "ratio", "gowsgi-2p PSS", "uwsgi PSS", "ratio", "target", "verdict"},
 			"lrrrrrrrrrll", rows))
+	}
+
+	// (f) static against shared libpython.
+	rows = nil
+	for _, w := range r.loads {
+		st, sh := gw[w.name], r.results["gowsgi-shared"][w.name]
+		if len(st) == 0 || len(sh) == 0 {
+			continue
+		}
+		medOf := func(ss []sample, m metric) float64 { return med(values(ss, m)) }
+		rows = append(rows, []string{w.name, fmtF("%.0f", medOf(st, mRPS)), fmtF("%.0f", medOf(sh, mRPS)),
+			fmtRatio(ratio(st, sh, mRPS)), fmtUs(medOf(st, mCPU)), fmtUs(medOf(sh, mCPU)), fmtRatio(ratio(st, sh, mCPU))})
+	}
+	if len(rows) > 0 {
+		p("### CPython linked statically against the shared libpython\n\n")
+		p("gowsgi is the command as make serve builds it, CPython linked in from libpython's static archive; " +
+			"gowsgi-shared is the same code from a plain go build, loading the shared libpython. The ratios " +
+			"are gowsgi's figure over gowsgi-shared's in the same round.\n\n")
+		p("%s\n", harness.Table([]string{"workload", "gowsgi req/s", "gowsgi-shared req/s", "ratio",
+			"gowsgi CPU/req", "gowsgi-shared CPU/req", "ratio"}, "lrrrrrr", rows))
+	}
+
+	// (e) gowsgi-iso2 against uWSGI.
+	if w, ok := chosen("flask"); ok && len(r.results["gowsgi-iso2"][w.name]) > 0 {
+		iso := r.results["gowsgi-iso2"][w.name]
+		rps := ratio(iso, uw[w.name], mRPS)
+		medOf := func(ss []sample, m metric) float64 { return med(values(ss, m)) }
+		loop := med(r.perRound(func(round int) (float64, bool) { return r.loopAt("flask", round) }))
+		isoLoop := med(r.perRound(func(round int) (float64, bool) { return r.loopAt(isoView, round) }))
+		p("### Own-GIL interpreters against uWSGI\n\n")
+		p("gowsgi-iso2 runs two interpreters with their own GIL in one process, on Python %s; uWSGI runs "+
+			"two processes on Debian's Python. The Python versions differ, so the view's loop cost is given "+
+			"under each. The ratio is gowsgi-iso2's req/s over uWSGI's in the same round.\n\n", r.env.isoVersion)
+		p("%s\n", harness.Table([]string{"workload", "gowsgi-iso2 req/s", "uwsgi req/s", "ratio",
+			"loop cost, Python " + r.env.isoVersion, "loop cost, Debian's", "gowsgi-iso2 CPU/req", "uwsgi CPU/req",
+			"gowsgi-iso2 RSS", "uwsgi RSS", "target", "verdict"}, "lrrrrrrrrrll",
+			[][]string{{w.name, fmtF("%.0f", medOf(iso, mRPS)), fmtF("%.0f", medOf(uw[w.name], mRPS)), fmtRatio(rps),
+				fmtUs(isoLoop), fmtUs(loop), fmtUs(medOf(iso, mCPU)), fmtUs(medOf(uw[w.name], mCPU)),
+				fmtF("%.1f MiB", medOf(iso, mRSS)), fmtF("%.1f MiB", medOf(uw[w.name], mRSS)),
+				fmt.Sprintf("req/s ≥ %.1fx", isoRPS), verdict(rps, isoRPS, true)}}))
 	}
 
 	// (d) io and mixed.

@@ -6,10 +6,11 @@
 //
 //	go run ./bench/isolated [-python-prefix DIR] [-rounds 3] [-duration 10s]
 //
-// Interpreters with their own GIL need Python 3.12 or newer, and Debian 12
-// has 3.11: the default prefix is the first of ~/.pyenv/versions/3.13.* and
-// 3.12.* that has lib/pkgconfig/python3-embed.pc. gowsgi is built against it
-// (PKG_CONFIG_PATH, and an rpath to its lib). Without one the command says
+// Interpreters with their own GIL need Python 3.12 or newer (gowsgi refuses
+// them on 3.13), and Debian 12 has 3.11: the default prefix is the newest
+// 3.12 or 3.14+ in ~/.pyenv/versions that has lib/pkgconfig/python3-embed.pc
+// (see harness.OwnGILPython). gowsgi is built against it (PKG_CONFIG_PATH,
+// and an rpath to its lib). Without one the command says
 // so and exits 0. Flask comes from Debian's python3-flask, which is pure
 // Python: its directory is put on sys.path with --pythonpath.
 //
@@ -26,9 +27,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"regexp"
 	"runtime"
-	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -87,7 +86,7 @@ type run struct {
 }
 
 func main() {
-	prefix := flag.String("python-prefix", "", "prefix of a Python 3.12+ with lib/pkgconfig/python3-embed.pc (default: the first of ~/.pyenv/versions/3.13.* and 3.12.*)")
+	prefix := flag.String("python-prefix", "", "prefix of a Python 3.12+ with lib/pkgconfig/python3-embed.pc (default: the newest 3.12 or 3.14+ in ~/.pyenv/versions)")
 	rounds := flag.Int("rounds", 3, "rounds; each measures every app with 1 and 2 interpreters")
 	duration := flag.Duration("duration", 10*time.Second, "length of each measured wrk run (whole seconds)")
 	warmup := flag.Duration("warmup", 2*time.Second, "length of the wrk warm-up run before each measurement (whole seconds)")
@@ -115,23 +114,15 @@ func main() {
 
 func (r *run) main(out string) error {
 	start := time.Now()
-	if r.prefix == "" {
-		r.prefix = findPrefix()
-		if r.prefix == "" {
-			fmt.Println("isolated: SKIP: no Python 3.12+ found (looked for ~/.pyenv/versions/3.13.*/lib/pkgconfig/python3-embed.pc and 3.12.*);")
-			fmt.Println("isolated: interpreters with their own GIL need 3.12+; give one with -python-prefix DIR")
-			return nil
-		}
-	}
-	pc := filepath.Join(r.prefix, "lib", "pkgconfig", "python3-embed.pc")
-	version, err := pcVersion(pc)
+	prefix, _, skip, err := harness.OwnGILPython(r.prefix)
 	if err != nil {
-		return fmt.Errorf("-python-prefix %s: %v", r.prefix, err)
+		return err
 	}
-	if !atLeast312(version) {
-		fmt.Printf("isolated: SKIP: %s is Python %s; interpreters with their own GIL need 3.12+\n", r.prefix, version)
+	if skip != "" {
+		fmt.Println("isolated: SKIP:", skip)
 		return nil
 	}
+	r.prefix = prefix
 	r.python = harness.First(filepath.Join(r.prefix, "bin", "python3"), "--version")
 
 	// wrk, Flask and what builds gowsgi (Python's headers come from the
@@ -146,9 +137,7 @@ func (r *run) main(out string) error {
 	}
 	defer os.RemoveAll(r.tmp)
 	fmt.Printf("building ./cmd/gowsgi against %s (%s)\n", r.prefix, r.python)
-	r.gowsgi, err = harness.BuildGowsgi(r.tmp,
-		"PKG_CONFIG_PATH="+filepath.Join(r.prefix, "lib", "pkgconfig"),
-		"CGO_LDFLAGS=-Wl,-rpath,"+filepath.Join(r.prefix, "lib"))
+	r.gowsgi, err = harness.BuildGowsgi(r.tmp, true, harness.BuildFor(r.prefix)...)
 	if err != nil {
 		return err
 	}
@@ -242,7 +231,7 @@ func (r *run) report(start time.Time) string {
 	p := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
 	b.WriteString(harness.Head("gowsgi: one or two interpreters with their own GIL", "./bench/isolated", start,
 		fmt.Sprintf("Go: %s; %s from %s; Flask %s (Debian); wrk: %s", harness.First("go", "version"), r.python,
-			homeRelative(r.prefix), harness.DebVersion("python3-flask"), harness.First("wrk", "-v"))))
+			harness.HomeRelative(r.prefix), harness.DebVersion("python3-flask"), harness.First("wrk", "-v"))))
 	p("\n")
 	p("## Method\n\n")
 	shown := strings.Join(append([]string{"gowsgi"}, r.argv(r.apps[0], "127.0.0.1:PORT", 1)[1:]...), " ")
@@ -348,80 +337,4 @@ func ratio(a, b []sample) float64 {
 		return math.NaN()
 	}
 	return harness.Median(rs)
-}
-
-// findPrefix returns the first pyenv Python 3.13 or 3.12, newest first,
-// that can be embedded, or "".
-func findPrefix() string {
-	home, err := os.UserHomeDir()
-	if err != nil {
-		return ""
-	}
-	for _, minor := range []string{"3.13.*", "3.12.*"} {
-		dirs, _ := filepath.Glob(filepath.Join(home, ".pyenv", "versions", minor))
-		slices.SortFunc(dirs, func(a, b string) int { return comparePatch(b, a) })
-		for _, d := range dirs {
-			if filepath.Base(d) == "3.13.0" {
-				continue // gowsgi refuses own-GIL interpreters on 3.13.0
-			}
-			if _, err := os.Stat(filepath.Join(d, "lib", "pkgconfig", "python3-embed.pc")); err == nil {
-				return d
-			}
-		}
-	}
-	return ""
-}
-
-// comparePatch orders ".../3.13.2" before ".../3.13.10" (by patch number).
-func comparePatch(a, b string) int {
-	pa, pb := patch(filepath.Base(a)), patch(filepath.Base(b))
-	if pa != pb {
-		return pa - pb
-	}
-	return strings.Compare(a, b)
-}
-
-var rePatch = regexp.MustCompile(`^3\.\d+\.(\d+)`)
-
-func patch(v string) int {
-	m := rePatch.FindStringSubmatch(v)
-	if m == nil {
-		return -1
-	}
-	var n int
-	fmt.Sscan(m[1], &n)
-	return n
-}
-
-// pcVersion reads the Version: line of a pkg-config file.
-func pcVersion(pc string) (string, error) {
-	b, err := os.ReadFile(pc)
-	if err != nil {
-		return "", err
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "Version:"); ok {
-			return strings.TrimSpace(v), nil
-		}
-	}
-	return "", fmt.Errorf("%s: no Version line", pc)
-}
-
-func atLeast312(v string) bool {
-	var major, minor int
-	if _, err := fmt.Sscanf(v, "%d.%d", &major, &minor); err != nil {
-		return false
-	}
-	return major > 3 || major == 3 && minor >= 12
-}
-
-// homeRelative writes a path under the home directory as ~/..., so the
-// report names no one machine's home.
-func homeRelative(path string) string {
-	if home, err := os.UserHomeDir(); err == nil {
-		if rest, ok := strings.CutPrefix(path, home+string(filepath.Separator)); ok {
-			return "~/" + rest
-		}
-	}
-	return path
 }

@@ -225,7 +225,7 @@ func (r *run) main(out string, need int) error {
 	defer os.RemoveAll(r.tmp)
 	r.env.apps = filepath.Join(root, "bench", "apps")
 	fmt.Println("building ./cmd/gowsgi")
-	if r.env.gowsgi, err = harness.BuildGowsgi(r.tmp); err != nil {
+	if r.env.gowsgi, err = harness.BuildGowsgi(r.tmp, true); err != nil {
 		return err
 	}
 

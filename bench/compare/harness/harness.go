@@ -803,27 +803,16 @@ func Plural(n int) string {
 
 // BuildGowsgi builds ./cmd/gowsgi into dir, from the module's root (see
 // Prepare), with env added to this process's environment, and returns the
-// binary's path. CPython is linked in statically, as make serve does, when
-// scripts/static-ldflags.sh finds libpython's archive for the Python that
-// pkg-config names (env may set PKG_CONFIG_PATH); otherwise the binary loads
-// the shared libpython, and BuildGowsgi says why on stderr. The binary's
-// --version tells which.
-func BuildGowsgi(dir string, env ...string) (string, error) {
+// binary's path. With static, CPython is linked in statically, as make
+// serve does, when scripts/static-ldflags.sh finds libpython's archive for
+// the Python that pkg-config names (env may set PKG_CONFIG_PATH); otherwise,
+// or without static, the binary loads the shared libpython, and BuildGowsgi
+// says on stderr why when static was asked for. The binary's --version
+// tells which.
+func BuildGowsgi(dir string, static bool, env ...string) (string, error) {
 	env = append(os.Environ(), env...)
-	flags := exec.Command("scripts/static-ldflags.sh")
-	flags.Env = env
-	flags.Stderr = os.Stderr
-	if out, err := flags.Output(); err == nil {
-		ld := strings.TrimSpace(string(out))
-		for i := len(env) - 1; i >= 0; i-- {
-			if v, ok := strings.CutPrefix(env[i], "CGO_LDFLAGS="); ok {
-				ld = v + " " + ld
-				break
-			}
-		}
-		env = append(env, "CGO_LDFLAGS="+ld)
-	} else {
-		fmt.Fprintf(os.Stderr, "building gowsgi with the shared libpython (scripts/static-ldflags.sh: %v)\n", err)
+	if static {
+		env = staticEnv(env)
 	}
 	bin := filepath.Join(dir, "gowsgi")
 	build := exec.Command("go", "build", "-o", bin, "./cmd/gowsgi")
@@ -832,6 +821,28 @@ func BuildGowsgi(dir string, env ...string) (string, error) {
 		return "", fmt.Errorf("go build ./cmd/gowsgi: %v\n%s", err, out)
 	}
 	return bin, nil
+}
+
+// staticEnv is env with CGO_LDFLAGS extended by what
+// scripts/static-ldflags.sh prints, or env itself, said on stderr, if the
+// script fails.
+func staticEnv(env []string) []string {
+	flags := exec.Command("scripts/static-ldflags.sh")
+	flags.Env = env
+	flags.Stderr = os.Stderr
+	out, err := flags.Output()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "building gowsgi with the shared libpython (scripts/static-ldflags.sh: %v)\n", err)
+		return env
+	}
+	ld := strings.TrimSpace(string(out))
+	for i := len(env) - 1; i >= 0; i-- {
+		if v, ok := strings.CutPrefix(env[i], "CGO_LDFLAGS="); ok {
+			ld = v + " " + ld
+			break
+		}
+	}
+	return append(env, "CGO_LDFLAGS="+ld)
 }
 
 // Head is the start of a report: its title, the command that wrote it and
