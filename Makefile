@@ -10,8 +10,8 @@ APP ?= examples/hello.py
 ARGS ?=
 
 # The command links CPython in statically when libpython's archive is there
-# (scripts/static-ldflags.sh): Python code runs faster than from the shared
-# libpython. Without the archive it says so and links the shared one.
+# (scripts/static-ldflags.sh): Python code costs less CPU than from the
+# shared libpython. Without the archive it says so and links the shared one.
 STATIC = $$(scripts/static-ldflags.sh || echo >&2 "make: linking the shared libpython instead")
 
 .PHONY: setup build test serve vet soak bench bench-isolated bench-slow

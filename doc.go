@@ -18,9 +18,11 @@
 //
 // The package links the CPython that `pkg-config python3-embed` finds,
 // from its shared library. Linked from libpython's static archive instead,
-// Python code runs faster (a Flask view takes about a fifth less CPU time):
+// Python code costs less CPU (a Flask view called in a loop, about a fifth
+// less; through the server, the benchmarks' Django view serves 1.12x the
+// requests):
 //
-//	CGO_LDFLAGS="$(scripts/static-ldflags.sh)" go build
+//	CGO_LDFLAGS="$(sh "$(go list -m -f '{{.Dir}}' github.com/gowsgi/wsgi)/scripts/static-ldflags.sh")" go build
 //
 // [PythonLinkedStatically] tells which; the README's "Linking Python
 // statically" has the details and limits.

@@ -26,6 +26,22 @@ int gowsgi_runtime_init(const gowsgi_settings *s, gowsgi_error *err)
 	PyConfig config;
 	PyStatus st;
 
+	/* The headers this was compiled with and the library it runs must be
+	 * the same Python: another's structures and macros crash it later.
+	 * Py_GetVersion needs no running Python. */
+	int major = 0, minor = 0;
+	if (sscanf(Py_GetVersion(), "%d.%d", &major, &minor) != 2 || major != PY_MAJOR_VERSION ||
+	    minor != PY_MINOR_VERSION) {
+		char msg[256];
+		snprintf(msg, sizeof msg,
+			 "compiled with the headers of Python %s but running Python %d.%d: build with the "
+			 "same Python for pkg-config and for the library (with scripts/static-ldflags.sh, "
+			 "export PKG_CONFIG_PATH before running it)",
+			 PY_VERSION, major, minor);
+		err_set(err, "RuntimeError", msg);
+		return -1;
+	}
+
 	PyConfig_InitIsolatedConfig(&config);
 	/* Go owns signals; CPython would otherwise set SIGPIPE to ignored and
 	 * install a SIGINT handler. */
@@ -65,8 +81,10 @@ void gowsgi_runtime_version(char *buf, size_t n)
 
 int gowsgi_python_static(void)
 {
+	/* A string libpython returns lies in its own object, where the
+	 * address of one of its functions may be a stub in the program's. */
 	Dl_info py, ours;
-	if (!dladdr((void *)Py_Initialize, &py) || !dladdr((void *)gowsgi_python_static, &ours))
+	if (!dladdr((const void *)Py_GetCompiler(), &py) || !dladdr((void *)gowsgi_python_static, &ours))
 		return 0;
 	return py.dli_fbase == ours.dli_fbase;
 }

@@ -2,6 +2,7 @@ package wsgi
 
 /*
 #cgo pkg-config: python3-embed
+#cgo linux LDFLAGS: -ldl
 #include <stdlib.h>
 #include "cpython.h"
 */

@@ -98,7 +98,20 @@ fi
 took "$label" "$t0"
 
 # The same Python linked in statically (scripts/static-ldflags.sh), the way
-# the command is built by make serve and the benchmarks.
+# the command is built by make serve and the benchmarks. A build against
+# another Python's headers (the first other version among the extra
+# Pythons) must refuse to start there.
+other=""
+read -r -a python_dirs <<<"$pythons"
+for dir in ${python_dirs[@]+"${python_dirs[@]}"}; do
+	dir=${dir%/}
+	[[ -f "$dir/lib/pkgconfig/python3-embed.pc" ]] || continue
+	v=$(PKG_CONFIG_PATH="$dir/lib/pkgconfig" pkg-config --modversion python3-embed 2>/dev/null | cut -d. -f1,2 || true)
+	if [[ -n "$v" && "$v" != "$sys_ver" ]]; then
+		other=$dir
+		break
+	fi
+done
 label="Python ${sys_ver:-?} (system), linked statically"
 echo "== $label =="
 t0=$SECONDS
@@ -106,7 +119,7 @@ if ! static=$(scripts/static-ldflags.sh); then
 	echo "== $label: no static libpython, skipped =="
 	summary+=("$label: skipped (no static libpython)")
 elif CGO_LDFLAGS="$static" GOWSGI_TEST_PYTHON="$sys_ver" GOWSGI_TEST_STATIC=1 \
-	go test -race -count=1 ./... "$@"; then
+	GOWSGI_TEST_OTHER_PYTHON="$other" go test -race -count=1 ./... "$@"; then
 	summary+=("$label: ok")
 else
 	summary+=("$label: FAIL")

@@ -202,7 +202,7 @@ func main() {
 		"comma-separated servers to run; gowsgi-tuned (the command with the flags of -tuned) runs only when named")
 	loadList := flag.String("workloads", names(workloads, func(w workload) string { return w.name }), "comma-separated workloads to run")
 	tuned := flag.String("tuned", "--threads 2", "flags of the gowsgi-tuned server")
-	isoPython := flag.String("iso-python", "", "prefix of the Python 3.12 or 3.14+ that gowsgi-iso2 is built against (default: the newest in ~/.pyenv/versions; none: gowsgi-iso2 is skipped)")
+	isoPython := flag.String("iso-python", "", "prefix of the Python 3.12 or 3.14+ that gowsgi-iso2 is built against (default: the newest in ~/.pyenv/versions; without one, gowsgi-iso2 is skipped)")
 	out := flag.String("out", "bench/RESULTS.md", "Markdown report to write, relative to the module root; empty for none")
 	flag.Parse()
 	if *bare != "" {

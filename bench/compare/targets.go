@@ -238,7 +238,7 @@ func (r *run) targets() string {
 			"lrrrrrrrrrll", rows))
 	}
 
-	// (f) static against shared libpython.
+	// Static against shared libpython.
 	rows = nil
 	for _, w := range r.loads {
 		st, sh := gw[w.name], r.results["gowsgi-shared"][w.name]
@@ -251,14 +251,15 @@ func (r *run) targets() string {
 	}
 	if len(rows) > 0 {
 		p("### CPython linked statically against the shared libpython\n\n")
-		p("gowsgi is the command as make serve builds it, CPython linked in from libpython's static archive; " +
-			"gowsgi-shared is the same code from a plain go build, loading the shared libpython. The ratios " +
-			"are gowsgi's figure over gowsgi-shared's in the same round.\n\n")
+		p("gowsgi is the command as make serve builds it (`%s`: CPython linked in from libpython's static "+
+			"archive, when the archive is there); gowsgi-shared is the same code from a plain go build, loading "+
+			"the shared libpython. The ratios are gowsgi's figure over gowsgi-shared's in the same round.\n\n",
+			harness.First(r.env.gowsgi, "--version"))
 		p("%s\n", harness.Table([]string{"workload", "gowsgi req/s", "gowsgi-shared req/s", "ratio",
 			"gowsgi CPU/req", "gowsgi-shared CPU/req", "ratio"}, "lrrrrrr", rows))
 	}
 
-	// (e) gowsgi-iso2 against uWSGI.
+	// gowsgi-iso2 against uWSGI.
 	if w, ok := chosen("flask"); ok && len(r.results["gowsgi-iso2"][w.name]) > 0 {
 		iso := r.results["gowsgi-iso2"][w.name]
 		rps := ratio(iso, uw[w.name], mRPS)

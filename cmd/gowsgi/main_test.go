@@ -146,6 +146,42 @@ func TestBadAppExitsWithTraceback(t *testing.T) {
 	assert.Contains(t, first, `load "broken:application": ModuleNotFoundError`, "the failure comes first")
 }
 
+// TestMismatchedPythonIsRefused: a program compiled with one Python's
+// headers and linked with another's library would crash later; it must
+// refuse to start and say why. The easy way to get one is to set
+// PKG_CONFIG_PATH for go build but not for scripts/static-ldflags.sh.
+// scripts/test.sh names another Python in GOWSGI_TEST_OTHER_PYTHON (a
+// prefix whose minor version differs from pkg-config's default) in the
+// pass that links statically.
+func TestMismatchedPythonIsRefused(t *testing.T) {
+	other := os.Getenv("GOWSGI_TEST_OTHER_PYTHON")
+	if other == "" {
+		t.Skip("GOWSGI_TEST_OTHER_PYTHON is not set")
+	}
+	static, err := exec.Command("../../scripts/static-ldflags.sh").Output()
+	require.NoError(t, err)
+	bin := filepath.Join(t.TempDir(), "gowsgi-mismatched")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	// The rpath also makes the cgo packages' build differ from the
+	// cached one: the go build cache does not hash PKG_CONFIG_PATH.
+	build.Env = append(os.Environ(), "PKG_CONFIG_PATH="+filepath.Join(other, "lib", "pkgconfig"),
+		"CGO_LDFLAGS="+strings.TrimSpace(string(static))+" -Wl,-rpath,"+filepath.Join(other, "lib"))
+	out, err := build.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	// Started, it would serve until killed.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "--bind", "127.0.0.1:0", "../../examples/hello.py")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err = cmd.Run()
+	require.NoError(t, ctx.Err(), "it started and served: %s", stderr.String())
+	var exit *exec.ExitError
+	require.ErrorAs(t, err, &exit, "%s", stderr.String())
+	assert.Equal(t, 1, exit.ExitCode())
+	assert.Regexp(t, `compiled with the headers of Python 3\.\d+\.\d+ but running Python 3\.\d+`, stderr.String())
+}
+
 func TestBadFlags(t *testing.T) {
 	for _, args := range [][]string{
 		{},
