@@ -108,10 +108,6 @@ type env struct {
 	isoSkip    string
 }
 
-// distPackages is where Debian installs pure-Python packages such as Flask,
-// which gowsgi-iso2's Python imports from there.
-const distPackages = "/usr/lib/python3/dist-packages"
-
 var servers = []server{
 	{"go-bare", "net/http alone, the same bytes (the ceiling)", func(e *env, addr, _, _ string) []string {
 		return []string{e.self, "-bare", addr}
@@ -127,7 +123,7 @@ var servers = []server{
 	}, false, nil},
 	{"gowsgi-iso2", "", func(e *env, addr, mod, fn string) []string {
 		return []string{e.iso, "--bind", addr, "--chdir", e.apps, "--interpreter", "isolated", "--interpreters", "2",
-			"--pythonpath", distPackages, mod + ":" + fn}
+			"--pythonpath", harness.DistPackages, mod + ":" + fn}
 	}, false, []string{"flask"}},
 	{"gowsgi-tuned", "", func(e *env, addr, mod, fn string) []string {
 		return append(append([]string{e.gowsgi, "--bind", addr, "--chdir", e.apps}, e.tuned...), mod+":"+fn)
@@ -444,12 +440,12 @@ func (r *run) loop(round int, views []string) { r.loopWith(round, python, views,
 
 // loopWith runs loop.py with the Python py; key, if not empty, is where the
 // figures of its one view are kept instead of under the view's name. A
-// Python other than Debian's finds Flask in distPackages.
+// Python other than Debian's finds Flask in harness.DistPackages.
 func (r *run) loopWith(round int, py string, views []string, key string) {
 	cmd := exec.CommandContext(r.ctx, py, append([]string{"loop.py"}, views...)...)
 	cmd.Dir = r.env.apps
 	if py != python {
-		cmd.Env = append(os.Environ(), "PYTHONPATH="+distPackages, "PYTHONWARNINGS=ignore")
+		cmd.Env = append(os.Environ(), "PYTHONPATH="+harness.DistPackages, "PYTHONWARNINGS=ignore")
 	}
 	out, err := cmd.Output()
 	if err != nil {

@@ -35,9 +35,6 @@ import (
 	"github.com/gowsgi/wsgi/bench/compare/harness"
 )
 
-// distPackages is where Debian installs pure-Python packages such as Flask.
-const distPackages = "/usr/lib/python3/dist-packages"
-
 // app is one workload.
 type app struct {
 	name    string
@@ -145,8 +142,8 @@ func (r *run) main(out string) error {
 	r.apps = []*app{
 		{name: "cpu", desc: "about 2 ms of pure-Python arithmetic per request (apps:cpu)",
 			spec: "apps:cpu", want: cpuBody(), target: 1.8},
-		{name: "flask", desc: "a Flask hello view (flaskapp:app), Flask from " + distPackages,
-			spec: "flaskapp:app", extra: []string{"--pythonpath", distPackages}, want: []byte("Hello, World!"), target: 1.6},
+		{name: "flask", desc: "a Flask hello view (flaskapp:app), Flask from " + harness.DistPackages,
+			spec: "flaskapp:app", extra: []string{"--pythonpath", harness.DistPackages}, want: []byte("Hello, World!"), target: 1.6},
 	}
 	per := r.warmup + r.duration + time.Second
 	fmt.Printf("%d rounds x %d apps x %v interpreters, about %v\n", r.rounds, len(r.apps), r.counts,
@@ -244,7 +241,7 @@ func (r *run) report(start time.Time) string {
 		"the requests: if it stays the same with 2 interpreters, they scale as far as the cores they get allow. "+
 		"**RSS** is the server's VmRSS after the measured run; the difference between 2 and 1 interpreters is "+
 		"what one more interpreter, with the app loaded and warm, costs.\n\n",
-		r.threads, distPackages, r.rounds, r.warmup, r.duration, r.conns)
+		r.threads, harness.DistPackages, r.rounds, r.warmup, r.duration, r.conns)
 
 	p("## Results\n\n")
 	var rows [][]string

@@ -9,6 +9,10 @@ import (
 	"strings"
 )
 
+// DistPackages is where Debian installs pure-Python packages such as
+// Flask; a Python other than Debian's imports them from there.
+const DistPackages = "/usr/lib/python3/dist-packages"
+
 // OwnGILPython finds a Python whose interpreters gowsgi runs with their own
 // GIL (3.12, or 3.14 and newer: gowsgi refuses 3.13) and that gowsgi can
 // build against (lib/pkgconfig/python3-embed.pc): prefix when given, else
