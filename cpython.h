@@ -220,9 +220,12 @@ typedef struct {
 
 /* Creates a job (the C side of a Go slot) reporting to eventfd efd.
  * Returns a new handle, or NULL out of memory.  gowsgi_job_in_of gives Go
- * the part it fills. */
+ * the part it fills.  gowsgi_job_waiting_of gives the flag C clears, and
+ * then writes to the eventfd, when Go waits and something came: Go reads
+ * it atomically, and never needs to read the eventfd itself. */
 gowsgi_job *gowsgi_job_new(int efd);
 gowsgi_job_in *gowsgi_job_in_of(gowsgi_job *job);
+int *gowsgi_job_waiting_of(gowsgi_job *job);
 
 /* Makes room for n bytes of environ (env may move).  Returns 0, or -1 out
  * of memory. */

@@ -359,6 +359,8 @@ gowsgi_job *gowsgi_job_new(int efd)
 
 gowsgi_job_in *gowsgi_job_in_of(gowsgi_job *job) { return &job->in; }
 
+int *gowsgi_job_waiting_of(gowsgi_job *job) { return &job->go_waiting; }
+
 int gowsgi_job_env_reserve(gowsgi_job *job, size_t n)
 {
 	if (n <= job->in.envcap)

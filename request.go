@@ -225,8 +225,7 @@ var aLongTimeAgo = time.Unix(1, 0)
 // queue then never runs, and await returns false.
 func (rq *request) await() bool {
 	if !rq.queued {
-		for rq.s.wait(time.Time{}) != nil {
-		}
+		rq.s.waitLong()
 		return true
 	}
 	var deadline time.Time
@@ -234,8 +233,13 @@ func (rq *request) await() bool {
 		deadline = time.Now().Add(d)
 	}
 	ctx := rq.r.Context()
-	// The client leaving cuts the wait short. A watch that has started
-	// is waited for: run late, it would cut the slot's next request's.
+	if rq.s.setDeadline(deadline) != nil {
+		return true // the slot's eventfd is closed: cannot happen
+	}
+	// The client leaving cuts the wait short: its deadline is set first,
+	// or the watch would find it overwritten. A watch that has started is
+	// waited for: run late, it would cut the slot's next request's.
+	rq.s.dirty = true
 	watched := make(chan struct{})
 	stopWatch := context.AfterFunc(ctx, func() {
 		defer close(watched)
@@ -246,7 +250,7 @@ func (rq *request) await() bool {
 			<-watched
 		}
 	}()
-	err := rq.s.wait(deadline)
+	err := rq.s.wait()
 	if err == nil || !errors.Is(err, os.ErrDeadlineExceeded) {
 		return true // something came, or nothing wrong: ask again
 	}
@@ -275,8 +279,7 @@ func (rq *request) drain() {
 				return
 			}
 			rq.queued = false
-			for s.wait(time.Time{}) != nil {
-			}
+			s.waitLong()
 			consumed = -1
 		case C.GOWSGI_MORE:
 			consumed = int(s.ev.batch)

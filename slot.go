@@ -13,6 +13,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 	"unsafe"
 )
@@ -32,6 +33,15 @@ type slot struct {
 	in  *C.gowsgi_job_in
 	efd *os.File
 	fd  C.int
+
+	// Waiting for C: raw is efd's, through which the goroutine waits for
+	// the eventfd to be written to, and ready tells it that C has cleared
+	// waiting (see wait). dirty says that a deadline may be set on efd;
+	// only the goroutine of the slot's request touches it.
+	raw     syscall.RawConn
+	waiting *int32
+	ready   func(uintptr) bool
+	dirty   bool
 
 	env     envBuf   // the packed environ, copied into the job
 	hdrbuf  []byte   // headers C reports, hdrBufSize bytes
@@ -68,6 +78,12 @@ func newSlot() (*slot, error) {
 		hdrbuf: make([]byte, hdrBufSize),
 		ev:     (*C.gowsgi_event)(C.calloc(1, C.sizeof_gowsgi_event)),
 	}
+	s.waiting = (*int32)(unsafe.Pointer(C.gowsgi_job_waiting_of(job)))
+	s.ready = func(uintptr) bool { return atomic.LoadInt32(s.waiting) == 0 }
+	if s.raw, err = s.efd.SyscallConn(); err != nil {
+		s.free()
+		return nil, fmt.Errorf("wsgi: eventfd: %w", err)
+	}
 	slots.Store(s.id, s)
 	return s, nil
 }
@@ -101,15 +117,37 @@ func (s *slot) setEnv() error {
 	return nil
 }
 
-// wait blocks until C writes to the eventfd, or until the deadline (none
-// when zero) passes.
-func (s *slot) wait(deadline time.Time) error {
-	if err := s.efd.SetReadDeadline(deadline); err != nil {
+// wait blocks until C has something for Go, or until the eventfd's read
+// deadline (see setDeadline) passes.
+//
+// C tells Go by clearing the job's waiting flag, which Go set when it last
+// found nothing (gowsgi_job_next), and then writing to the eventfd. The
+// goroutine checks the flag, and waits in Go's poller for the eventfd's
+// next write only while it is still set. It never reads the eventfd: the
+// poller watches it edge-triggered, so each write wakes it however high the
+// counter stands (one per wait; it would take centuries to fill), and the
+// flag, not the counter, says whether something came. A wait so costs no
+// read, where reading the eventfd would cost two: one that finds it empty
+// before the goroutine sleeps, one after.
+func (s *slot) wait() error { return s.raw.Read(s.ready) }
+
+// waitLong waits for C with no deadline.
+func (s *slot) waitLong() {
+	for s.setDeadline(time.Time{}) != nil || s.wait() != nil {
+	}
+}
+
+// setDeadline sets the eventfd's read deadline (none when zero), unless it
+// stands so already.
+func (s *slot) setDeadline(t time.Time) error {
+	if !s.dirty && t.IsZero() {
+		return nil
+	}
+	if err := s.efd.SetReadDeadline(t); err != nil {
 		return err
 	}
-	var b [8]byte
-	_, err := s.efd.Read(b[:])
-	return err
+	s.dirty = !t.IsZero()
+	return nil
 }
 
 // A slotPool keeps a handler's idle slots.
