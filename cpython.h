@@ -140,7 +140,11 @@ const char *gowsgi_key(int i);
 /* Creates an interpreter's scheduler: places is how many requests may run
  * its Python at once (WithThreads); max_queue, when > 0, how many may wait
  * (WithMaxQueue).  Returns a new handle, or NULL out of memory. */
-gowsgi_sched *gowsgi_sched_new(gowsgi_interp *gi, int places, int max_queue);
+gowsgi_sched *gowsgi_sched_new(gowsgi_interp *gi, int places, int max_queue, int cpu);
+
+/* Writes the CPUs the calling thread may run on to out, at most max of
+ * them, and returns how many, or -1 (errno set). */
+int gowsgi_allowed_cpus(int *out, int max);
 
 /* Refuses new jobs, waits until the worker threads have exited, and
  * releases the Python objects Go gave back (taking the GIL).  No job may be

@@ -162,7 +162,7 @@ type stamp struct {
 }
 
 // newInterp creates an interpreter for a handler and loads its app.
-func newInterp(o *options, handler uintptr) (*interp, error) {
+func newInterp(o *options, handler uintptr, cpu int) (*interp, error) {
 	ip := &interp{main: o.interpreter == MainInterpreter}
 	if ip.main {
 		rt.mu.Lock()
@@ -208,7 +208,7 @@ func newInterp(o *options, handler uintptr) (*interp, error) {
 		}
 	}
 	ip.id = int64(C.gowsgi_interp_id(ip.c))
-	ip.sched = C.gowsgi_sched_new(ip.c, C.int(o.threads), C.int(o.maxQueue))
+	ip.sched = C.gowsgi_sched_new(ip.c, C.int(o.threads), C.int(o.maxQueue), C.int(cpu))
 	if ip.sched == nil {
 		ip.end(context.Background(), slog.New(slog.DiscardHandler))
 		return nil, errors.New("wsgi: out of memory for the interpreter's scheduler")
@@ -494,7 +494,7 @@ func (h *Handler) reloadLocked() error {
 		// swapped in.
 		fresh := make([]*interp, len(h.members))
 		for i := range fresh {
-			ip, err := newInterp(&h.opts, h.handle)
+			ip, err := newInterp(&h.opts, h.handle, h.opts.pythonCPU(i))
 			if err != nil {
 				for _, f := range fresh[:i] {
 					f.end(context.Background(), h.log)

@@ -69,6 +69,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <sys/prctl.h>
@@ -140,6 +141,7 @@ struct gowsgi_sched {
 	pthread_mutex_t mu;
 	gowsgi_interp *gi;
 	int places, running, max_queue;
+	int cpu; /* the CPU its workers run on (WithPythonCPUs), or -1 */
 	gowsgi_job *qhead, *qtail;
 	int qlen; /* changed atomically under mu; late_flush reads it without */
 	place_waiter *whead, *wtail;
@@ -776,6 +778,13 @@ static void *worker_main(void *arg)
 	/* Named, so that top -H, ps -L and perf show the threads that run
 	 * the queue (and, by Linux's rule, the threads started from them). */
 	prctl(PR_SET_NAME, "wsgi-python");
+	if (s->cpu >= 0) {
+		/* WithPythonCPUs: best effort, checked by Go beforehand. */
+		cpu_set_t set;
+		CPU_ZERO(&set);
+		CPU_SET(s->cpu, &set);
+		pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+	}
 	int temp;
 	PyThreadState *ts = ts_get(s->gi, &temp);
 	pthread_mutex_lock(&s->mu);
@@ -860,7 +869,7 @@ static void *worker_main(void *arg)
 
 /* ------------------------------------------------------------- Go's API */
 
-gowsgi_sched *gowsgi_sched_new(gowsgi_interp *gi, int places, int max_queue)
+gowsgi_sched *gowsgi_sched_new(gowsgi_interp *gi, int places, int max_queue, int cpu)
 {
 	gowsgi_sched *s = calloc(1, sizeof *s);
 	if (s == NULL)
@@ -871,11 +880,25 @@ gowsgi_sched *gowsgi_sched_new(gowsgi_interp *gi, int places, int max_queue)
 	s->gi = gi;
 	s->places = places;
 	s->max_queue = max_queue;
+	s->cpu = cpu;
 	s->interval_ns = DEFAULT_INTERVAL_NS;
 	/* Until requests show otherwise, they count as Python-bound. */
 	s->busy = 1024;
 	s->avg_ns = WATCH_NS;
 	return s;
+}
+
+int gowsgi_allowed_cpus(int *out, int max)
+{
+	cpu_set_t set;
+	CPU_ZERO(&set);
+	if (sched_getaffinity(0, sizeof set, &set) < 0)
+		return -1;
+	int n = 0;
+	for (int i = 0; i < CPU_SETSIZE && n < max; i++)
+		if (CPU_ISSET(i, &set))
+			out[n++] = i;
+	return n;
 }
 
 void gowsgi_sched_stop(gowsgi_sched *s)

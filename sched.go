@@ -6,6 +6,7 @@ package wsgi
 import "C"
 
 import (
+	"fmt"
 	"sync/atomic"
 	"time"
 )
@@ -71,6 +72,20 @@ func (h *Handler) pick() *member {
 			return best
 		}
 	}
+}
+
+// allowedCPUs returns the CPUs this process may run on.
+func allowedCPUs() ([]int, error) {
+	var buf [1024]C.int
+	n, err := C.gowsgi_allowed_cpus(&buf[0], C.int(len(buf)))
+	if n < 0 {
+		return nil, fmt.Errorf("sched_getaffinity: %w", err)
+	}
+	cpus := make([]int, n)
+	for i := range cpus {
+		cpus[i] = int(buf[i])
+	}
+	return cpus, nil
 }
 
 // A standbyWait is when a standby began to wait for the GIL and when it

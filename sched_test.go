@@ -21,6 +21,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 
 	"github.com/gowsgi/wsgi"
 )
@@ -692,4 +693,59 @@ func TestBackToBackGivesWayBetweenRequests(t *testing.T) {
 	// those 100 ms: runAlone then lets CPython's cut pass.
 	setSwitchInterval(t, srv, "0.1")
 	assert.NotZero(t, runAlone(t, h, srv, 4, 105, 100*time.Millisecond, 8))
+}
+
+// workerAffinity serves a queued request on h (one held on its own
+// goroutine's thread makes the next wait for a worker) and returns the CPUs
+// the worker that ran it may run on.
+func workerAffinity(t *testing.T, h *wsgi.Handler) []int {
+	t.Helper()
+	srv := serve(t, h)
+	slow := startGated(t, srv)
+	defer slow.open()
+	r := get(t, srv, "/native-thread")
+	require.NoError(t, r.err)
+	require.EqualValues(t, 1, h.Stats().Interpreters[0].Direct, "the request was queued, not run on its own thread")
+	var tid int
+	_, err := fmt.Sscan(r.body, &tid)
+	require.NoError(t, err, r.body)
+	var set unix.CPUSet
+	require.NoError(t, unix.SchedGetaffinity(tid, &set), "the worker thread %d", tid)
+	return cpuList(set)
+}
+
+func cpuList(set unix.CPUSet) []int {
+	var cpus []int
+	for i := range len(set) * 64 {
+		if set.IsSet(i) {
+			cpus = append(cpus, i)
+		}
+	}
+	return cpus
+}
+
+// WithPythonCPUs pins the threads that run queued requests to the CPU it
+// names; without it they may run on every CPU the process may.
+func TestPythonCPUs(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("reads thread affinity")
+	}
+	var set unix.CPUSet
+	require.NoError(t, unix.SchedGetaffinity(0, &set))
+	allowed := cpuList(set)
+	if len(allowed) < 2 {
+		t.Skip("one CPU: pinned and not pinned look the same")
+	}
+
+	h, _ := newHandler(t, "application")
+	assert.Equal(t, allowed, workerAffinity(t, h), "no pinning by default")
+
+	last := allowed[len(allowed)-1]
+	h, _ = newHandler(t, "application", wsgi.WithPythonCPUs(last))
+	assert.Equal(t, []int{last}, workerAffinity(t, h), "pinned to the CPU given")
+
+	_, err := wsgi.NewHandler(wsgi.WithApp(appSpec(t, "application")), wsgi.WithPythonCPUs(1<<20))
+	require.ErrorContains(t, err, "WithPythonCPUs(1048576): CPU 1048576 is not one this process may run on")
+	_, err = wsgi.NewHandler(wsgi.WithApp(appSpec(t, "application")), wsgi.WithPythonCPUs())
+	require.ErrorContains(t, err, "WithPythonCPUs(): give at least one CPU")
 }

@@ -104,8 +104,8 @@ func NewHandler(opts ...Option) (*Handler, error) {
 		h.log = slog.Default()
 	}
 	h.handle = register(h)
-	for range n {
-		ip, err := newInterp(&o, h.handle)
+	for i := range n {
+		ip, err := newInterp(&o, h.handle, o.pythonCPU(i))
 		if err != nil {
 			for _, m := range h.members {
 				m.ip.Load().end(context.Background(), h.log)

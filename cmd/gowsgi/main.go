@@ -22,10 +22,13 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/gowsgi/wsgi"
 )
@@ -74,6 +77,8 @@ type config struct {
 	threads           int
 	interpreter       string
 	interpreters      int
+	pythonCPUs        string
+	slot              int // the worker's slot under a supervisor, 1 to --processes; 0 otherwise
 	home, executable  string
 	optimize          int
 	reload            bool
@@ -124,6 +129,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.IntVar(&c.threads, "threads", 8, "requests inside the app at once")
 	fs.StringVar(&c.interpreter, "interpreter", "sub", "interpreter for the app: sub, main, or isolated (a pool with their own GIL, Python 3.12+)")
 	fs.IntVar(&c.interpreters, "interpreters", runtime.GOMAXPROCS(0), "with --interpreter isolated, how many interpreters")
+	fs.StringVar(&c.pythonCPUs, "python-cpus", "", "pin the threads that run each interpreter's queued requests to one CPU: a list (1 or 2,3; with --processes, each worker starts further along it) or auto (the CPUs this process may use, the last first); unset: no pinning")
 	fs.StringVar(&c.home, "home", "", "Python home (prefix of the standard library)")
 	fs.StringVar(&c.executable, "executable", "", "Python executable; a virtualenv's bin/python selects that virtualenv")
 	fs.IntVar(&c.optimize, "optimize", 0, "Python optimization level, 0, 1 (-O) or 2 (-OO)")
@@ -210,6 +216,13 @@ func (c *config) options(logger *slog.Logger, stdout io.Writer, restart func()) 
 		opts = append(opts, wsgi.WithInterpreter(wsgi.IsolatedInterpreters), wsgi.WithInterpreters(c.interpreters))
 	default:
 		return nil, nil, fmt.Errorf("--interpreter %q: use sub, main or isolated", c.interpreter)
+	}
+	if c.pythonCPUs != "" {
+		cpus, err := c.cpus()
+		if err != nil {
+			return nil, nil, err
+		}
+		opts = append(opts, wsgi.WithPythonCPUs(cpus...))
 	}
 	switch c.reloadMechanism {
 	case "module":
@@ -371,6 +384,7 @@ func serve(c *config, ctl *control, startDir string, logger *slog.Logger, stdout
 	if ctl != nil {
 		// The supervisor starts new workers, then stops this one.
 		restart = ctl.requestReload
+		c.slot = ctl.slot
 	}
 	opts, closer, err := c.options(logger, stdout, restart)
 	if err != nil {
@@ -557,4 +571,41 @@ func displayURL(ln net.Listener, tls bool) string {
 		scheme = "https"
 	}
 	return scheme + "://" + ln.Addr().String() + "/"
+}
+
+// cpus reads --python-cpus: the list, or for auto the CPUs this process may
+// run on, highest first (the first CPU tends to take more of the machine's
+// interrupts). A worker of --processes starts (slot-1) x interpreters
+// further along it, so that the workers' interpreters take different CPUs
+// while there are enough.
+func (c *config) cpus() ([]int, error) {
+	var cpus []int
+	if c.pythonCPUs == "auto" {
+		var set unix.CPUSet
+		if err := unix.SchedGetaffinity(0, &set); err != nil {
+			return nil, fmt.Errorf("--python-cpus auto: %w", err)
+		}
+		for i := len(set)*64 - 1; i >= 0; i-- {
+			if set.IsSet(i) {
+				cpus = append(cpus, i)
+			}
+		}
+	} else {
+		for _, f := range strings.Split(c.pythonCPUs, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || n < 0 {
+				return nil, fmt.Errorf("--python-cpus %q: give auto, or CPU numbers separated by commas", c.pythonCPUs)
+			}
+			cpus = append(cpus, n)
+		}
+	}
+	if c.slot > 1 {
+		per := 1
+		if c.interpreter == "isolated" {
+			per = c.interpreters
+		}
+		k := (c.slot - 1) * per % len(cpus)
+		cpus = slices.Concat(cpus[k:], cpus[:k])
+	}
+	return cpus, nil
 }

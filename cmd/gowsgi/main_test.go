@@ -28,6 +28,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 )
 
 // lockedBuffer is a bytes.Buffer safe to read while the command writes.
@@ -196,6 +197,10 @@ func TestBadFlags(t *testing.T) {
 		assert.NotEmpty(t, stderr.String(), "%v", args)
 	}
 	var stdout, stderr bytes.Buffer
+	assert.Equal(t, 1, run([]string{"--python-cpus", "1048576", "app:app"}, &stdout, &stderr), "NewHandler refuses it")
+	assert.Contains(t, stderr.String(), "WithPythonCPUs(1048576): CPU 1048576 is not one this process may run on")
+	stdout.Reset()
+	stderr.Reset()
 	assert.Zero(t, run([]string{"--version"}, &stdout, &stderr))
 	assert.True(t, strings.HasPrefix(stdout.String(), "gowsgi "))
 	// How CPython is linked (scripts/test.sh says which in GOWSGI_TEST_STATIC).
@@ -203,6 +208,36 @@ func TestBadFlags(t *testing.T) {
 		want := map[string]string{"0": "(CPython from a shared libpython)", "1": "(CPython linked statically)"}[s]
 		assert.Contains(t, stdout.String(), want, "GOWSGI_TEST_STATIC=%s", s)
 	}
+}
+
+// --python-cpus: a list, or auto; a worker of --processes starts further
+// along it, by its slot times the interpreters of a process.
+func TestPythonCPUsFlag(t *testing.T) {
+	c := &config{pythonCPUs: "3, 1,2", interpreter: "sub"}
+	cpus, err := c.cpus()
+	require.NoError(t, err)
+	assert.Equal(t, []int{3, 1, 2}, cpus)
+	c.slot = 2
+	cpus, _ = c.cpus()
+	assert.Equal(t, []int{1, 2, 3}, cpus, "the second worker starts one further")
+	c.interpreter, c.interpreters = "isolated", 2
+	cpus, _ = c.cpus()
+	assert.Equal(t, []int{2, 3, 1}, cpus, "two interpreters a worker: two further")
+
+	var set unix.CPUSet
+	require.NoError(t, unix.SchedGetaffinity(0, &set))
+	var want []int
+	for i := len(set)*64 - 1; i >= 0; i-- {
+		if set.IsSet(i) {
+			want = append(want, i)
+		}
+	}
+	cpus, err = (&config{pythonCPUs: "auto"}).cpus()
+	require.NoError(t, err)
+	assert.Equal(t, want, cpus, "auto: the CPUs this process may use, the last first")
+
+	_, err = (&config{pythonCPUs: "one"}).cpus()
+	assert.ErrorContains(t, err, `--python-cpus "one": give auto, or CPU numbers`)
 }
 
 // pidApp is an app that answers with its version and the process ID, so a
