@@ -38,6 +38,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -99,6 +100,7 @@ type env struct {
 	shared string // the same with the shared libpython (gowsgi-shared)
 	apps   string // absolute path of bench/apps
 	tuned  []string
+	burn   string // go-view's and go-gil's -burn: the views' last loop costs
 
 	// gowsgi-iso2: the command built against a Python that runs
 	// interpreters with their own GIL (harness.OwnGILPython), or why not.
@@ -112,12 +114,21 @@ var servers = []server{
 	{"go-bare", "net/http alone, the same bytes (the ceiling)", func(e *env, addr, _, _ string) []string {
 		return []string{e.self, "-bare", addr}
 	}, false, nil},
+	{"go-view", "", func(e *env, addr, _, _ string) []string {
+		return []string{e.self, "-bare", addr, "-burn", e.burn}
+	}, false, []string{"flask", "django"}},
+	{"go-gil", "", func(e *env, addr, _, _ string) []string {
+		return []string{e.self, "-bare", addr, "-burn", e.burn, "-gil"}
+	}, false, []string{"flask", "django"}},
 	{"gowsgi", "the command with its default flags (--threads 8, one sub-interpreter), CPython linked statically as make serve builds it", func(e *env, addr, mod, fn string) []string {
 		return []string{e.gowsgi, "--bind", addr, "--chdir", e.apps, mod + ":" + fn}
 	}, false, nil},
 	{"gowsgi-shared", "the same, built with the shared libpython (a plain go build): what linking CPython statically changes", func(e *env, addr, mod, fn string) []string {
 		return []string{e.shared, "--bind", addr, "--chdir", e.apps, mod + ":" + fn}
 	}, false, []string{"hello-c50", "flask", "django"}},
+	{"gowsgi-pin", "the same with --python-cpus auto: the threads that run queued requests pinned to the last CPU (opt-in)", func(e *env, addr, mod, fn string) []string {
+		return []string{e.gowsgi, "--bind", addr, "--chdir", e.apps, "--python-cpus", "auto", mod + ":" + fn}
+	}, false, []string{"flask", "django"}},
 	{"gowsgi-2p", "the command with --processes 2: a supervisor and two worker processes, each with the default flags", func(e *env, addr, mod, fn string) []string {
 		return []string{e.gowsgi, "--bind", addr, "--chdir", e.apps, "--processes", "2", mod + ":" + fn}
 	}, false, nil},
@@ -185,6 +196,8 @@ type run struct {
 
 func main() {
 	bare := flag.String("bare", "", "run only the bare Go server on this address (used by the harness itself)")
+	burn := flag.String("burn", "", "with -bare: CPU time that /flask and /django burn first, as flask=81.2,django=272.6 (µs)")
+	gil := flag.Bool("gil", false, "with -bare and -burn: burn on one thread, one request at a time")
 	rounds := flag.Int("rounds", 3, "rounds; each runs every server on every workload once")
 	duration := flag.Duration("duration", 10*time.Second, "length of each measured wrk run (whole seconds)")
 	warmup := flag.Duration("warmup", time.Second, "length of the wrk warm-up run before each measurement (whole seconds)")
@@ -202,7 +215,12 @@ func main() {
 	out := flag.String("out", "bench/RESULTS.md", "Markdown report to write, relative to the module root; empty for none")
 	flag.Parse()
 	if *bare != "" {
-		serveBare(*bare)
+		costs, err := parseBurn(*burn)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "compare: -burn:", err)
+			os.Exit(2)
+		}
+		serveBare(*bare, costs, *gil)
 		return
 	}
 	if flag.NArg() > 0 || *rounds < 1 || *duration < time.Second || *warmup < 0 {
@@ -305,6 +323,7 @@ func (r *run) main(out string) error {
 				return err
 			}
 			r.loop(round, views)
+			r.env.burn = r.burnArg()
 		}
 		if r.env.iso != "" && slices.Contains(views, "flask") {
 			r.loopWith(round, filepath.Join(r.env.isoPrefix, "bin", "python3"), []string{"flask"}, isoView)
@@ -428,6 +447,35 @@ func (r *run) loopViews() []string {
 		}
 	}
 	return views
+}
+
+// burnArg is -burn for go-view and go-gil: the last loop cost of each view
+// that has one.
+func (r *run) burnArg() string {
+	var parts []string
+	for _, v := range []string{"flask", "django"} {
+		if ls := r.loops[v]; len(ls) > 0 {
+			parts = append(parts, fmt.Sprintf("%s=%.1f", v, ls[len(ls)-1].cpu))
+		}
+	}
+	return strings.Join(parts, ",")
+}
+
+// parseBurn reads -burn: view=µs pairs, separated by commas.
+func parseBurn(s string) (map[string]time.Duration, error) {
+	costs := map[string]time.Duration{}
+	for _, part := range strings.Split(s, ",") {
+		if part == "" {
+			continue
+		}
+		view, us, ok := strings.Cut(part, "=")
+		x, err := strconv.ParseFloat(us, 64)
+		if !ok || err != nil || x < 0 {
+			return nil, fmt.Errorf("%q is not view=µs", part)
+		}
+		costs[view] = time.Duration(x * float64(time.Microsecond))
+	}
+	return costs, nil
 }
 
 // isoView is the key of r.loops under which loopWith keeps the Flask view's

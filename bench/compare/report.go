@@ -114,7 +114,16 @@ func (r *run) report(start time.Time) string {
 		}
 		note := s.note
 		switch s.name {
-		case "gowsgi-tuned":
+		case "go-view", "go-gil":
+			note = "go-bare, with /flask and /django first burning the CPU time that loop.py measured " +
+				"for their view in this round (a calibrated integer loop, in Go): what Go's own HTTP " +
+				"serving costs around a view that long"
+			if s.name == "go-view" {
+				note += ". The burn runs on the request's goroutine: views run at once on every core"
+			} else {
+				note += ". The burns run on one locked thread, one request at a time, handed over " +
+					"through a channel: one GIL with nothing on it but the views"
+			}
 			note = fmt.Sprintf("the command with `%s` (flag -tuned): fewer threads taking turns on the GIL", strings.Join(r.env.tuned, " "))
 		case "gowsgi-iso2":
 			if r.env.iso == "" {
@@ -247,7 +256,9 @@ func (r *run) table(w workload) string {
 }
 
 // isOther tells the servers that are neither gowsgi nor the ceiling.
-func isOther(name string) bool { return name != "go-bare" && !strings.HasPrefix(name, "gowsgi") }
+func isOther(name string) bool {
+	return !strings.HasPrefix(name, "go-") && !strings.HasPrefix(name, "gowsgi")
+}
 
 // best returns the other server with the highest median req/s on w.
 func (r *run) best(w workload) (string, []sample) {
