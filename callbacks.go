@@ -19,6 +19,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"runtime"
 )
 
 // go_input_read fills buf with up to n bytes of the request body. Returns
@@ -26,6 +27,8 @@ import (
 //
 //export go_input_read
 func go_input_read(slotID C.uintptr_t, gen C.uint64_t, buf *C.char, n C.size_t, msg *C.char, msgcap C.size_t) (got C.longlong) {
+	lockCallerThread()
+	defer runtime.UnlockOSThread()
 	s := slotOf(slotID)
 	if s == nil {
 		putMsg(msg, msgcap, "the request has ended")
@@ -66,12 +69,22 @@ func go_input_read(slotID C.uintptr_t, gen C.uint64_t, buf *C.char, n C.size_t, 
 	}
 }
 
+// lockCallerThread locks the goroutine of a callback from one of the
+// scheduler's worker threads to that thread until the callback returns
+// (runtime.UnlockOSThread). While it is locked, Go starts the threads it
+// needs from its template thread rather than clone them from this one: a
+// clone would take the worker's CPU (WithPythonCPUs) and name for good, and
+// run Go's work there.
+func lockCallerThread() { runtime.LockOSThread() }
+
 // go_log logs one line the app wrote to wsgi.errors, with the request's
 // attributes while the request lasts. A line from an app whose handler has
 // ended goes to slog.Default().
 //
 //export go_log
 func go_log(handler, slotID C.uintptr_t, gen C.uint64_t, p *C.char, n C.size_t) {
+	lockCallerThread()
+	defer runtime.UnlockOSThread()
 	defer func() { recover() }() // a failing log handler must not take Python down
 	line := string(cbytes(p, n))
 	if s := slotOf(slotID); s != nil && slotID != 0 {

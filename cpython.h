@@ -142,8 +142,8 @@ const char *gowsgi_key(int i);
  * (WithMaxQueue).  Returns a new handle, or NULL out of memory. */
 gowsgi_sched *gowsgi_sched_new(gowsgi_interp *gi, int places, int max_queue, int cpu);
 
-/* Writes the CPUs the calling thread may run on to out, at most max of
- * them, and returns how many, or -1 (errno set). */
+/* Writes the CPUs the process may run on to out, at most max of them, and
+ * returns how many, or -1 (errno set). */
 int gowsgi_allowed_cpus(int *out, int max);
 
 /* Refuses new jobs, waits until the worker threads have exited, and

@@ -213,21 +213,21 @@ func WithThreads(n int) Option {
 // One GIL lets one thread at a time run Python, so the threads of one
 // interpreter lose nothing by sharing a CPU while they run Python, and they
 // find that CPU's caches warm from the request before; the kernel
-// otherwise moves them from CPU to CPU as they take turns, and Go's HTTP
-// work, which takes the other CPUs, cools the caches they left. Measured
-// on a two-CPU machine under load (the benchmarks' Flask and Django
-// views), pinning cut the CPU time per request by 8 to 13 per cent; see
-// the README's "Threads and the GIL".
+// otherwise moves them from CPU to CPU as they take turns, into caches
+// other work has just used. Go's own threads are not pinned. Measured on a
+// two-CPU machine under load (the benchmarks' Flask and Django views),
+// pinning cut the CPU time per request by 8 to 13 per cent; see the
+// README's "Threads and the GIL".
 //
 // What it costs: work that runs with the GIL let go runs on that one CPU
 // too, so several requests hashing passwords, compressing or computing
-// in NumPy at once no longer spread over the machine; and threads the app
-// starts from a request are pinned with the thread that starts them.
-// Requests that run on their own goroutine's thread (when the interpreter
-// is idle, or requests are short) are not pinned. Each CPU must be one the
-// process may run on (see taskset(1)); NewHandler fails otherwise. The
-// nginx module has no such directive; uWSGI's cpu-affinity and wsgo's
-// pinning are the same idea per process.
+// in NumPy at once no longer spread over the machine; and threads and
+// processes the app starts from a request are pinned with the thread that
+// starts them. Requests that run on their own goroutine's thread (when the
+// interpreter is idle, or requests are short) are not pinned. Each CPU
+// must be one the process may run on (see taskset(1)); NewHandler fails
+// otherwise. The nginx module has no such directive; uWSGI's cpu-affinity
+// and wsgo's pinning are the same idea per process.
 func WithPythonCPUs(cpus ...int) Option {
 	return func(o *options) error {
 		if len(cpus) == 0 {

@@ -892,7 +892,8 @@ int gowsgi_allowed_cpus(int *out, int max)
 {
 	cpu_set_t set;
 	CPU_ZERO(&set);
-	if (sched_getaffinity(0, sizeof set, &set) < 0)
+	/* The process's: its first thread's, which Go never pins. */
+	if (sched_getaffinity(getpid(), sizeof set, &set) < 0)
 		return -1;
 	int n = 0;
 	for (int i = 0; i < CPU_SETSIZE && n < max; i++)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -16,6 +17,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -731,7 +733,7 @@ func TestPythonCPUs(t *testing.T) {
 		t.Skip("reads thread affinity")
 	}
 	var set unix.CPUSet
-	require.NoError(t, unix.SchedGetaffinity(0, &set))
+	require.NoError(t, unix.SchedGetaffinity(os.Getpid(), &set))
 	allowed := cpuList(set)
 	if len(allowed) < 2 {
 		t.Skip("one CPU: pinned and not pinned look the same")
@@ -748,4 +750,95 @@ func TestPythonCPUs(t *testing.T) {
 	require.ErrorContains(t, err, "WithPythonCPUs(1048576): CPU 1048576 is not one this process may run on")
 	_, err = wsgi.NewHandler(wsgi.WithApp(appSpec(t, "application")), wsgi.WithPythonCPUs())
 	require.ErrorContains(t, err, "WithPythonCPUs(): give at least one CPU")
+}
+
+// spawningLog is a log handler that starts goroutines which block in a
+// system call, so that Go needs new threads while a callback from a worker
+// thread (wsgi.errors) runs.
+type spawningLog struct{}
+
+func (spawningLog) Enabled(context.Context, slog.Level) bool { return true }
+func (s spawningLog) WithAttrs([]slog.Attr) slog.Handler     { return s }
+func (s spawningLog) WithGroup(string) slog.Handler          { return s }
+func (spawningLog) Handle(context.Context, slog.Record) error {
+	for range 4 {
+		go func() {
+			ts := syscall.NsecToTimespec(int64(30 * time.Millisecond))
+			syscall.Nanosleep(&ts, nil)
+		}()
+	}
+	return nil
+}
+
+// goThreadsOn lists the threads of Go's runtime (those asleep in a system
+// call made from the program's own code, not libc's, as Python's workers
+// are) that may run only on cpu.
+func goThreadsOn(t *testing.T, cpu int) []string {
+	exe, err := os.Readlink("/proc/self/exe")
+	require.NoError(t, err)
+	maps, err := os.ReadFile("/proc/self/maps")
+	require.NoError(t, err)
+	var code [][2]uint64
+	for _, l := range strings.Split(string(maps), "\n") {
+		f := strings.Fields(l)
+		if len(f) >= 6 && f[5] == exe && strings.Contains(f[1], "x") {
+			var lo, hi uint64
+			_, err := fmt.Sscanf(f[0], "%x-%x", &lo, &hi)
+			require.NoError(t, err)
+			code = append(code, [2]uint64{lo, hi})
+		}
+	}
+	tasks, err := os.ReadDir("/proc/self/task")
+	require.NoError(t, err)
+	var out []string
+	for _, task := range tasks {
+		sc, _ := os.ReadFile("/proc/self/task/" + task.Name() + "/syscall")
+		f := strings.Fields(string(sc))
+		if len(f) < 3 {
+			continue // running, or gone
+		}
+		var pc uint64
+		if _, err := fmt.Sscanf(f[len(f)-1], "0x%x", &pc); err != nil {
+			continue
+		}
+		if !slices.ContainsFunc(code, func(r [2]uint64) bool { return pc >= r[0] && pc < r[1] }) {
+			continue
+		}
+		var tid int
+		fmt.Sscan(task.Name(), &tid)
+		var set unix.CPUSet
+		if unix.SchedGetaffinity(tid, &set) == nil && set.Count() == 1 && set.IsSet(cpu) {
+			out = append(out, task.Name())
+		}
+	}
+	return out
+}
+
+// A thread Go starts while a callback runs on a pinned worker thread (here
+// wsgi.errors reaching a log handler) is not cloned from that thread: it
+// would keep the worker's CPU, and run Go's work there for good.
+func TestPythonCPUsStayOffGoThreads(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("reads thread affinity")
+	}
+	var set unix.CPUSet
+	require.NoError(t, unix.SchedGetaffinity(os.Getpid(), &set))
+	allowed := cpuList(set)
+	if len(allowed) < 2 {
+		t.Skip("one CPU: pinned and not pinned look the same")
+	}
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(16)) // room for new threads
+	last := allowed[len(allowed)-1]
+	h, _ := newHandler(t, "application", wsgi.WithPythonCPUs(last), wsgi.WithThreads(4),
+		wsgi.WithLogger(slog.New(spawningLog{})))
+	srv := serve(t, h)
+	slow := startGated(t, srv) // the others queue for the workers
+	defer slow.open()
+	var wg sync.WaitGroup
+	for range 256 {
+		wg.Go(func() { get(t, srv, "/errors") })
+	}
+	wg.Wait()
+	time.Sleep(100 * time.Millisecond) // the goroutines' threads go back to sleep
+	assert.Empty(t, goThreadsOn(t, last), "threads of Go's runtime pinned to the CPU of Python's workers")
 }

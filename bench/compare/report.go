@@ -124,6 +124,7 @@ func (r *run) report(start time.Time) string {
 				note += ". The burns run on one locked thread, one request at a time, handed over " +
 					"through a channel: one GIL with nothing on it but the views"
 			}
+		case "gowsgi-tuned":
 			note = fmt.Sprintf("the command with `%s` (flag -tuned): fewer threads taking turns on the GIL", strings.Join(r.env.tuned, " "))
 		case "gowsgi-iso2":
 			if r.env.iso == "" {

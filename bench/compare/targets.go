@@ -287,8 +287,8 @@ func (r *run) targets() string {
 	if rows := r.pairRows("gowsgi-pin", "gowsgi"); len(rows) > 0 {
 		p("### Python's threads pinned to one CPU\n\n")
 		p("gowsgi-pin is gowsgi with `--python-cpus auto` (wsgi.WithPythonCPUs): the threads that run " +
-			"queued requests stay on the last CPU, where one GIL lets one of them run at a time anyway, and " +
-			"Go's HTTP work takes the other. It is not the default: work that lets go of the GIL no longer " +
+			"queued requests stay on the last CPU, where one GIL lets one of them run at a time anyway; " +
+			"Go's threads are not pinned. It is not the default: work that lets go of the GIL no longer " +
 			"spreads over the machine. The ratios are gowsgi-pin's figure over gowsgi's in the same round.\n\n")
 		p("%s\n", harness.Table([]string{"workload", "gowsgi-pin req/s", "gowsgi req/s", "ratio",
 			"gowsgi-pin CPU/req", "gowsgi CPU/req", "ratio"}, "lrrrrrr", rows))

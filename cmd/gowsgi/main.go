@@ -582,7 +582,7 @@ func (c *config) cpus() ([]int, error) {
 	var cpus []int
 	if c.pythonCPUs == "auto" {
 		var set unix.CPUSet
-		if err := unix.SchedGetaffinity(0, &set); err != nil {
+		if err := unix.SchedGetaffinity(os.Getpid(), &set); err != nil {
 			return nil, fmt.Errorf("--python-cpus auto: %w", err)
 		}
 		for i := len(set)*64 - 1; i >= 0; i-- {

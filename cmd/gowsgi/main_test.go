@@ -225,7 +225,7 @@ func TestPythonCPUsFlag(t *testing.T) {
 	assert.Equal(t, []int{2, 3, 1}, cpus, "two interpreters a worker: two further")
 
 	var set unix.CPUSet
-	require.NoError(t, unix.SchedGetaffinity(0, &set))
+	require.NoError(t, unix.SchedGetaffinity(os.Getpid(), &set))
 	var want []int
 	for i := len(set)*64 - 1; i >= 0; i-- {
 		if set.IsSet(i) {
