@@ -214,10 +214,11 @@ func WithThreads(n int) Option {
 // interpreter lose nothing by sharing a CPU while they run Python, and they
 // find that CPU's caches warm from the request before; the kernel
 // otherwise moves them from CPU to CPU as they take turns, into caches
-// other work has just used. Go's own threads are not pinned. Measured on a
-// two-CPU machine under load (the benchmarks' Flask and Django views),
-// pinning cut the CPU time per request by 8 to 13 per cent; see the
-// README's "Threads and the GIL".
+// other work has just used. Go's own threads are not pinned. Whether it
+// pays depends on the machine: on a two-CPU one under load (the
+// benchmarks' Flask and Django views), one measurement found 8 to 13 per
+// cent less CPU per request and another none; see the README's "Threads
+// and the GIL", and measure before you keep it.
 //
 // What it costs: work that runs with the GIL let go runs on that one CPU
 // too, so several requests hashing passwords, compressing or computing
