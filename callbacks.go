@@ -69,12 +69,15 @@ func go_input_read(slotID C.uintptr_t, gen C.uint64_t, buf *C.char, n C.size_t, 
 	}
 }
 
-// lockCallerThread locks the goroutine of a callback from one of the
-// scheduler's worker threads to that thread until the callback returns
+// lockCallerThread locks the goroutine of a callback from a thread Python
+// runs on to that thread until the callback returns
 // (runtime.UnlockOSThread). While it is locked, Go starts the threads it
 // needs from its template thread rather than clone them from this one: a
-// clone would take the worker's CPU (WithPythonCPUs) and name for good, and
-// run Go's work there.
+// clone would take the worker's name for good, and its CPU under
+// WithPythonCPUs. Go may still clone one before the lock is taken (a
+// preemption in the callback's first steps): C lifts the pinning for the
+// length of the call (go_call_enter in sched.c), so that such a thread at
+// least runs anywhere.
 func lockCallerThread() { runtime.LockOSThread() }
 
 // go_log logs one line the app wrote to wsgi.errors, with the request's

@@ -22,6 +22,7 @@
 #include <Python.h>
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdint.h>
 
 #include "cpython.h"
@@ -316,5 +317,14 @@ void sched_notify(gowsgi_job *job);
 /* Takes a finished job off its scheduler's list of late notices: Go has
  * seen its end, and the job may be reused.  mu held. */
 void sched_forget(gowsgi_job *job);
+
+/* Around a call into Go from a thread Python runs on (go_input_read,
+ * go_log): Go may start a thread of its own from the calling thread, and
+ * the new thread keeps this one's CPUs for good.  While WithPythonCPUs pins
+ * threads, go_call_enter lets the calling thread run on all the process's
+ * CPUs, keeping its own in *saved, and returns whether go_call_leave must
+ * put them back. */
+int go_call_enter(cpu_set_t *saved);
+void go_call_leave(const cpu_set_t *saved, int restore);
 
 #endif

@@ -770,6 +770,27 @@ static void stand_down(gowsgi_sched *s, worker *w)
 	late_flush(s, 1);
 }
 
+/* Set once a worker is pinned (WithPythonCPUs): calls into Go then leave
+ * the pinning for their length (go_call_enter). */
+static int pinning;
+
+int go_call_enter(cpu_set_t *saved)
+{
+	if (!__atomic_load_n(&pinning, __ATOMIC_RELAXED))
+		return 0;
+	cpu_set_t all;
+	if (pthread_getaffinity_np(pthread_self(), sizeof *saved, saved) != 0 ||
+	    sched_getaffinity(getpid(), sizeof all, &all) != 0 || CPU_EQUAL(saved, &all))
+		return 0;
+	return pthread_setaffinity_np(pthread_self(), sizeof all, &all) == 0;
+}
+
+void go_call_leave(const cpu_set_t *saved, int restore)
+{
+	if (restore)
+		pthread_setaffinity_np(pthread_self(), sizeof *saved, saved);
+}
+
 static void *worker_main(void *arg)
 {
 	worker *w = arg;
@@ -783,6 +804,7 @@ static void *worker_main(void *arg)
 		cpu_set_t set;
 		CPU_ZERO(&set);
 		CPU_SET(s->cpu, &set);
+		__atomic_store_n(&pinning, 1, __ATOMIC_RELAXED);
 		pthread_setaffinity_np(pthread_self(), sizeof set, &set);
 	}
 	int temp;

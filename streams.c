@@ -34,6 +34,8 @@ static Py_ssize_t input_read_raw(gowsgi_req *rq, char *dst, size_t n)
 	uintptr_t handle = rq->handle;
 	uint64_t gen = rq->gen;
 	int own = job->busy && job->ident == PyThread_get_thread_ident();
+	cpu_set_t cpus;
+	int restore = go_call_enter(&cpus);
 	if (own) {
 		sched_block(job);
 		got = go_input_read(handle, gen, dst, n, msg, sizeof msg);
@@ -43,6 +45,7 @@ static Py_ssize_t input_read_raw(gowsgi_req *rq, char *dst, size_t n)
 		got = go_input_read(handle, gen, dst, n, msg, sizeof msg);
 		Py_END_ALLOW_THREADS
 	}
+	go_call_leave(&cpus, restore);
 	if (req_alive(rq) < 0)
 		return -1;
 	if (got < 0) {
@@ -353,9 +356,12 @@ static int errors_emit(errors_obj *e, PyObject *line)
 		return -1;
 	uintptr_t handler = e->handler, handle = e->handle;
 	uint64_t gen = e->gen;
+	cpu_set_t cpus;
+	int restore = go_call_enter(&cpus);
 	Py_BEGIN_ALLOW_THREADS
 	go_log(handler, handle, gen, (char *)s, (size_t)n);
 	Py_END_ALLOW_THREADS
+	go_call_leave(&cpus, restore);
 	return 0;
 }
 
