@@ -83,9 +83,10 @@
 //     the next in the middle. The README's "Threads and the GIL" has the
 //     details and the figures.
 //   - [WithPythonCPUs] pins the worker threads of each interpreter to one
-//     CPU, where its GIL lets one of them run at a time anyway: their
-//     caches stay warm, at the price of running GIL-free work of several
-//     requests on that one CPU. Off by default.
+//     CPU, where its GIL lets one of them run at a time anyway, so that
+//     they keep that CPU's caches warm, at the price of running GIL-free
+//     work of several requests on that one CPU. Off by default; whether it
+//     pays depends on the machine (the README has both measurements).
 //   - A request that waits for its client (a slow reader of the response,
 //     a file being sent, a request body not sent yet) gives its place back,
 //     and takes one again to go on: slow clients hold no place.
