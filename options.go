@@ -225,7 +225,7 @@ func WithThreads(n int) Option {
 // in NumPy at once no longer spread over the machine; and threads and
 // processes the app starts from a request are pinned with the thread that
 // starts them; and a call from Python into Go (a read of the request body,
-// a wsgi.errors line) costs three more system calls, to let the thread run
+// a wsgi.errors line) costs four more system calls, to let the thread run
 // anywhere for its length, so that a thread Go starts from it is not
 // pinned. Requests that run on their own goroutine's thread (when the
 // interpreter is idle, or requests are short) are not pinned. Each CPU

@@ -726,9 +726,10 @@ func cpuList(set unix.CPUSet) []int {
 	return cpus
 }
 
-// WithPythonCPUs pins the threads that run queued requests to the CPU it
-// names; without it they may run on every CPU the process may.
-func TestPythonCPUs(t *testing.T) {
+// pinnableCPUs returns the CPUs the process may run on, or skips the test
+// where pinning cannot be told from not pinning.
+func pinnableCPUs(t *testing.T) []int {
+	t.Helper()
 	if runtime.GOOS != "linux" {
 		t.Skip("reads thread affinity")
 	}
@@ -738,6 +739,13 @@ func TestPythonCPUs(t *testing.T) {
 	if len(allowed) < 2 {
 		t.Skip("one CPU: pinned and not pinned look the same")
 	}
+	return allowed
+}
+
+// WithPythonCPUs pins the threads that run queued requests to the CPU it
+// names; without it they may run on every CPU the process may.
+func TestPythonCPUs(t *testing.T) {
+	allowed := pinnableCPUs(t)
 
 	h, _ := newHandler(t, "application")
 	assert.Equal(t, allowed, workerAffinity(t, h), "no pinning by default")
@@ -818,15 +826,7 @@ func goThreadsOn(t *testing.T, cpu int) []string {
 // wsgi.errors reaching a log handler) is not cloned from that thread: it
 // would keep the worker's CPU, and run Go's work there for good.
 func TestPythonCPUsStayOffGoThreads(t *testing.T) {
-	if runtime.GOOS != "linux" {
-		t.Skip("reads thread affinity")
-	}
-	var set unix.CPUSet
-	require.NoError(t, unix.SchedGetaffinity(os.Getpid(), &set))
-	allowed := cpuList(set)
-	if len(allowed) < 2 {
-		t.Skip("one CPU: pinned and not pinned look the same")
-	}
+	allowed := pinnableCPUs(t)
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(16)) // room for new threads
 	last := allowed[len(allowed)-1]
 	h, _ := newHandler(t, "application", wsgi.WithPythonCPUs(last), wsgi.WithThreads(4),

@@ -36,12 +36,11 @@ type slot struct {
 
 	// Waiting for C: raw is efd's, through which the goroutine waits for
 	// the eventfd to be written to, and ready tells it that C has cleared
-	// waiting (see wait). dirty says that a deadline may be set on efd;
-	// only the goroutine of the slot's request touches it.
-	raw     syscall.RawConn
-	waiting *int32
-	ready   func(uintptr) bool
-	dirty   bool
+	// the job's waiting flag (see wait). dirty says that a deadline may be
+	// set on efd; only the goroutine of the slot's request touches it.
+	raw   syscall.RawConn
+	ready func(uintptr) bool
+	dirty bool
 
 	env     envBuf   // the packed environ, copied into the job
 	hdrbuf  []byte   // headers C reports, hdrBufSize bytes
@@ -78,8 +77,8 @@ func newSlot() (*slot, error) {
 		hdrbuf: make([]byte, hdrBufSize),
 		ev:     (*C.gowsgi_event)(C.calloc(1, C.sizeof_gowsgi_event)),
 	}
-	s.waiting = (*int32)(unsafe.Pointer(C.gowsgi_job_waiting_of(job)))
-	s.ready = func(uintptr) bool { return atomic.LoadInt32(s.waiting) == 0 }
+	waiting := (*int32)(unsafe.Pointer(C.gowsgi_job_waiting_of(job)))
+	s.ready = func(uintptr) bool { return atomic.LoadInt32(waiting) == 0 }
 	if s.raw, err = s.efd.SyscallConn(); err != nil {
 		s.free()
 		return nil, fmt.Errorf("wsgi: eventfd: %w", err)
